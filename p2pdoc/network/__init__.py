@@ -1,0 +1,1 @@
+"""Transport seam and its implementations (libp2p and in-memory)."""

@@ -1,0 +1,1 @@
+"""Node state behind one interface: memory and SQLite implementations."""
