@@ -65,7 +65,9 @@ class Cid:
         codec = Multicodec(codec)
         object.__setattr__(self, "_codec", codec)
         object.__setattr__(
-            self, "_bytes", b"\x01" + varint_encode(codec) + bytes([_SHA2_256, _DIGEST_SIZE]) + digest
+            self,
+            "_bytes",
+            b"\x01" + varint_encode(codec) + bytes([_SHA2_256, _DIGEST_SIZE]) + digest,
         )
 
     def __setattr__(self, name: str, value: object) -> None:

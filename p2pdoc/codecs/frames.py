@@ -28,7 +28,9 @@ DEFAULT_MAX_FRAME_SIZE: Final = (1 << 20) + (64 << 10)
 _HEADER = struct.Struct(">I")
 
 
-def encode_frame(payload: bytes | bytearray | memoryview, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> bytes:
+def encode_frame(
+    payload: bytes | bytearray | memoryview, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+) -> bytes:
     """Prefix ``payload`` with its length.
 
     Raises:

@@ -179,7 +179,9 @@ class SignerInfo:
     _KEYS = frozenset({"full_name", "position", "competence"})
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "full_name", text(self.full_name, "signer full name", required=True))
+        object.__setattr__(
+            self, "full_name", text(self.full_name, "signer full name", required=True)
+        )
         object.__setattr__(self, "position", text(self.position, "signer position"))
         object.__setattr__(self, "competence", text(self.competence, "signer competence"))
 
@@ -332,9 +334,13 @@ class Envelope:
         # DocumentId validates number, notation and date for us.
         DocumentId(self.sender.code, self.promulgation_date, self.number, self.notation)
         object.__setattr__(self, "notation", unicodedata.normalize("NFC", self.notation))
-        object.__setattr__(self, "subject", text(self.subject, "subject", limit=MAX_TEXT, required=True))
+        object.__setattr__(
+            self, "subject", text(self.subject, "subject", limit=MAX_TEXT, required=True)
+        )
         object.__setattr__(self, "content", text(self.content, "content", limit=MAX_TEXT * 10))
-        object.__setattr__(self, "promulgation_place", text(self.promulgation_place, "promulgation place"))
+        object.__setattr__(
+            self, "promulgation_place", text(self.promulgation_place, "promulgation place")
+        )
         object.__setattr__(self, "sphere", text(self.sphere, "sphere"))
         if not isinstance(self.signer, SignerInfo):
             raise InvalidValue("signer must be a SignerInfo")
@@ -345,15 +351,21 @@ class Envelope:
         ):
             raise InvalidValue("due date must be a datetime.date")
         object.__setattr__(self, "priority", _enum(Priority, self.priority, "priority"))
-        object.__setattr__(self, "steering_type", _enum(SteeringType, self.steering_type, "steering type"))
-        object.__setattr__(self, "classification", _enum(Classification, self.classification, "classification"))
+        object.__setattr__(
+            self, "steering_type", _enum(SteeringType, self.steering_type, "steering type")
+        )
+        object.__setattr__(
+            self, "classification", _enum(Classification, self.classification, "classification")
+        )
         _int(self.page_amount, "page amount", 0, 1_000_000)
         appendixes = tuple(text(a, "appendix name", required=True) for a in self.appendixes)
         if len(appendixes) > MAX_LIST:
             raise InvalidValue(f"more than {MAX_LIST} appendixes")
         object.__setattr__(self, "appendixes", appendixes)
         response_for = tuple(self.response_for)
-        if len(response_for) > MAX_LIST or not all(isinstance(r, ResponseFor) for r in response_for):
+        if len(response_for) > MAX_LIST or not all(
+            isinstance(r, ResponseFor) for r in response_for
+        ):
             raise InvalidValue("response-for must be at most 100 ResponseFor values")
         object.__setattr__(self, "response_for", response_for)
         if not isinstance(self.business, BusinessInfo):
@@ -415,7 +427,15 @@ class Envelope:
             InvalidValue: a missing, unknown or invalid field (named in the message).
         """
         m = _mapping(value, "envelope", cls._KEYS)
-        for required in ("from", "to", "number", "notation", "promulgation_date", "subject", "signer"):
+        for required in (
+            "from",
+            "to",
+            "number",
+            "notation",
+            "promulgation_date",
+            "subject",
+            "signer",
+        ):
             if required not in m:
                 raise InvalidValue(f"envelope field {required!r} is required")
         to = m["to"]

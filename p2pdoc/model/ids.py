@@ -136,7 +136,12 @@ def _explain(text: str) -> str:
         if len(group) != width or not group.isascii() or not group.isdigit():
             return f"{name} {group!r} must be {width} digits"
     top = groups[3]
-    if len(top) != 3 or not ("A" <= top[0] <= "Z") or not top[1:].isascii() or not top[1:].isdigit():
+    if (
+        len(top) != 3
+        or not ("A" <= top[0] <= "Z")
+        or not top[1:].isascii()
+        or not top[1:].isdigit()
+    ):
         return f"level-1 group {top!r} must be an upper-case letter and 2 digits"
     return "must be 13 characters LLL.LL.LL.Xnn"
 

@@ -32,7 +32,9 @@ MANIFEST_VERSION: Final = 1
 MAX_FILES: Final = 1000
 MAX_MANIFEST_SIZE: Final = 1 << 20
 MAX_FILE_SIZE: Final = 1 << 50
-_MEDIA_TYPE_RE: Final = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+_MEDIA_TYPE_RE: Final = re.compile(
+    r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,9 +53,16 @@ class FileEntry:
         object.__setattr__(self, "name", unicodedata.normalize("NFC", name))
         if not isinstance(self.media_type, str) or not _MEDIA_TYPE_RE.fullmatch(self.media_type):
             raise InvalidValue(f"media type {self.media_type!r} is not type/subtype in lower case")
-        if not isinstance(self.size, int) or isinstance(self.size, bool) or not 0 <= self.size <= MAX_FILE_SIZE:
+        if (
+            not isinstance(self.size, int)
+            or isinstance(self.size, bool)
+            or not 0 <= self.size <= MAX_FILE_SIZE
+        ):
             raise InvalidValue(f"file size {self.size!r} out of range")
-        if not isinstance(self.cid, Cid) or self.cid.codec not in (Multicodec.RAW, Multicodec.DAG_PB):
+        if not isinstance(self.cid, Cid) or self.cid.codec not in (
+            Multicodec.RAW,
+            Multicodec.DAG_PB,
+        ):
             raise InvalidValue("file CID must be a raw or dag-pb Cid")
 
     def to_value(self) -> Value:
@@ -63,7 +72,9 @@ class FileEntry:
     def from_value(cls, value: Value) -> FileEntry:
         if not isinstance(value, dict) or set(value) != {"name", "type", "size", "cid"}:
             raise InvalidValue("file entry must have exactly name, type, size and cid")
-        return cls(name=value["name"], media_type=value["type"], size=value["size"], cid=value["cid"])
+        return cls(
+            name=value["name"], media_type=value["type"], size=value["size"], cid=value["cid"]
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +121,8 @@ class Manifest:
     def decode(cls, data: bytes, *, expected: Cid | None = None) -> Manifest:
         """Parse a manifest block, checking it against ``expected`` first if given.
 
+        The result re-encodes to exactly ``data``, so ``result.root`` is the CID of ``data``.
+
         Raises:
             ContentMismatch: ``data`` does not hash to ``expected``.
             DecodeError: not canonical CBOR, or not a valid manifest (the reason is named).
@@ -120,9 +133,17 @@ class Manifest:
             expected.verify(data)
         value = cbor.decode(data, max_size=MAX_MANIFEST_SIZE)
         try:
-            return cls.from_value(value)
+            manifest = cls.from_value(value)
         except InvalidValue as exc:
             raise DecodeError(f"invalid manifest: {exc}") from exc
+        # A manifest and its bytes must correspond one to one, or the CID a document was
+        # signed under would differ from the one its parsed form reports (e.g. text that is
+        # not in NFC, or a default written out explicitly).
+        if manifest.encode() != bytes(data):
+            raise DecodeError(
+                "manifest is not in canonical form (normalised text or defaults differ)"
+            )
+        return manifest
 
     @classmethod
     def from_value(cls, value: Value) -> Manifest:

@@ -13,7 +13,9 @@ from p2pdoc.codecs import cbor
 from p2pdoc.codecs.cid import Cid, Multicodec
 from p2pdoc.errors import DecodeError, InvalidValue, LimitExceeded
 
-cids = st.builds(lambda codec, data: Cid.of(codec, data), st.sampled_from(Multicodec), st.binary(max_size=8))
+cids = st.builds(
+    lambda codec, data: Cid.of(codec, data), st.sampled_from(Multicodec), st.binary(max_size=8)
+)
 scalars = (
     st.none()
     | st.booleans()
@@ -24,7 +26,9 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -134,7 +138,11 @@ def test_mutated_encodings_decode_canonically_or_fail(value: object, data: st.Da
 def test_huge_declared_lengths_do_not_allocate() -> None:
     tracemalloc.start()
     try:
-        for header in ([0x5B] + [0xFF] * 8, [0x9B] + [0x7F] + [0xFF] * 7, [0x7A, 0xFF, 0xFF, 0xFF, 0xF0]):
+        for header in (
+            [0x5B] + [0xFF] * 8,
+            [0x9B] + [0x7F] + [0xFF] * 7,
+            [0x7A, 0xFF, 0xFF, 0xFF, 0xF0],
+        ):
             with pytest.raises(DecodeError):
                 cbor.decode(bytes(header) + b"\x00" * 16)
         _, peak = tracemalloc.get_traced_memory()
