@@ -9,6 +9,8 @@ edge with ``raise ... from exc`` so that nothing else escapes a public call::
     ├── InvalidValue                 a value breaks its own rules (agency code, document id,
     │   │                            CID text, envelope field); also a ValueError
     │   └── ConfigError              a configuration key is missing or wrong
+    │       └── KeyFileError         a private key file cannot be used (permissions, wrong
+    │                                or missing passphrase, wrong key type, already exists)
     ├── DecodeError                  bytes that do not decode (malformed, truncated,
     │   │                            non-canonical, unexpected type or tag)
     │   └── LimitExceeded            a declared or actual size over a configured limit
@@ -16,6 +18,8 @@ edge with ``raise ... from exc`` so that nothing else escapes a public call::
     │   │                            not what it claims to be
     │   ├── ContentMismatch          bytes do not hash to the CID they were fetched for
     │   ├── SignatureInvalid         a signature does not verify under the key it names
+    │   │   └── SignatureRootMismatch  the signature was made over another document root
+    │   ├── SignerNotAuthorised      a valid signature by an official outside the sender agency
     │   ├── CertificateRejected      a certificate chain fails validation; ``reason`` says
     │   │   │                        which rule, the subclasses name the common ones
     │   │   ├── CertificateExpired
@@ -24,7 +28,14 @@ edge with ``raise ... from exc`` so that nothing else escapes a public call::
     │   │   ├── OutsideSubtree       issuer may not certify that agency code
     │   │   ├── WrongKeyUsage
     │   │   ├── UnknownIssuer
-    │   │   └── PeerIdMismatch       certificate binds another peer ID than the connection's
+    │   │   ├── PeerIdMismatch       certificate binds another peer ID than the connection's
+    │   │   ├── CertificateMalformed not a parseable certificate of the p2pdoc profile
+    │   │   └── ChainInvalid         a link of the chain is broken: issuer signature, basic
+    │   │                            constraints, path length, critical extension, algorithm
+    │   ├── RevocationListInvalid    a revocation list is not signed by its CA or conflicts
+    │   ├── SealInvalid              sealed content, header or wrapped key fails
+    │   │                            authentication (altered, truncated, reordered)
+    │   ├── NotARecipient            a sealed document holds no key for this node
     │   ├── ReceiptInvalid           a delivery receipt fails verification
     │   └── StatusTrailBroken        a status report does not chain to its predecessor
     ├── PolicyRefused                the classification policy forbids this send
@@ -50,9 +61,11 @@ from __future__ import annotations
 __all__ = [
     "AdmissionRefused",
     "CertificateExpired",
+    "CertificateMalformed",
     "CertificateNotYetValid",
     "CertificateRejected",
     "CertificateRevoked",
+    "ChainInvalid",
     "ConfigError",
     "ConnectionLost",
     "ContentMismatch",
@@ -60,9 +73,11 @@ __all__ = [
     "DecodeError",
     "DeliveryError",
     "InvalidValue",
+    "KeyFileError",
     "LimitExceeded",
     "LocalProtocolError",
     "NetworkError",
+    "NotARecipient",
     "NotFound",
     "OutsideSubtree",
     "P2pdocError",
@@ -72,7 +87,11 @@ __all__ = [
     "ProtocolError",
     "ReceiptInvalid",
     "RemoteProtocolError",
+    "RevocationListInvalid",
+    "SealInvalid",
     "SignatureInvalid",
+    "SignatureRootMismatch",
+    "SignerNotAuthorised",
     "StatusTrailBroken",
     "StorageFull",
     "StoreCorrupt",
@@ -102,6 +121,15 @@ class ConfigError(InvalidValue):
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
+
+
+class KeyFileError(ConfigError):
+    """A private key file cannot be used or written.
+
+    The message names the file and the problem (mode readable by group or others, a missing
+    or wrong passphrase, another key type than expected, an existing file) and never any key
+    material or passphrase. ``key`` is the file's path.
+    """
 
 
 class DecodeError(P2pdocError):
@@ -142,6 +170,14 @@ class ContentMismatch(VerificationError):
 
 class SignatureInvalid(VerificationError):
     """A signature does not verify under the key it names."""
+
+
+class SignatureRootMismatch(SignatureInvalid):
+    """A document signature names another document root than the one being verified."""
+
+
+class SignerNotAuthorised(VerificationError):
+    """A signature verifies, but its signer's agency may not sign for the document's sender."""
 
 
 class CertificateRejected(VerificationError):
@@ -188,6 +224,36 @@ class UnknownIssuer(CertificateRejected):
 
 class PeerIdMismatch(CertificateRejected):
     reason = "peer-id-mismatch"
+
+
+class CertificateMalformed(CertificateRejected):
+    """Not a parseable X.509 certificate, or one missing a field the p2pdoc profile requires."""
+
+    reason = "malformed"
+
+
+class ChainInvalid(CertificateRejected):
+    """A link of the chain is broken; ``reason`` says which rule.
+
+    Tokens: ``bad-signature`` (the issuer did not sign it), ``not-a-ca`` (the issuer lacks
+    basic constraints CA), ``path-length``, ``leaf-is-ca``, ``too-long``,
+    ``unused-certificate`` (the chain holds a certificate outside the path),
+    ``unknown-critical-extension``, ``weak-algorithm``, ``unsupported-key``.
+    """
+
+    reason = "bad-chain"
+
+
+class RevocationListInvalid(VerificationError):
+    """A revocation list is not signed by the CA it names, or contradicts one already held."""
+
+
+class SealInvalid(VerificationError):
+    """Sealed bytes fail authentication: altered, truncated, reordered, or under another key."""
+
+
+class NotARecipient(VerificationError):
+    """A sealed document holds no wrapped key for this agency and key agreement key."""
 
 
 class ReceiptInvalid(VerificationError):

@@ -11,6 +11,16 @@ status reports all name it. Its value is::
 
 File CIDs are tag-42 links, so IPFS tools see the manifest as a DAG over the files. Names are
 unique within a manifest, 1..255 characters, without ``/``, ``\\`` or control characters.
+
+A sealed document (see :mod:`p2pdoc.trust.sealing`) adds a ``"seal"`` key::
+
+      "seal": {"alg": text, "header": bytes,
+               "to": [{"agency": code, "fp": bytes, "epk": bytes, "wk": bytes}, ...]}
+
+Its header then holds only routing fields, its files are ciphertext, and the full header
+with the real file names travels sealed in ``seal.header``. An unsealed manifest has no
+``"seal"`` key, so its encoding is unchanged. This module checks only the structure of the
+seal; the trust layer does the cryptography.
 """
 
 from __future__ import annotations
@@ -24,14 +34,25 @@ from p2pdoc.codecs import cbor
 from p2pdoc.codecs.cbor import Value
 from p2pdoc.codecs.cid import Cid, Multicodec
 from p2pdoc.errors import DecodeError, InvalidValue
-from p2pdoc.model.envelope import Envelope, text
+from p2pdoc.model.envelope import MAX_RECIPIENTS, Envelope, text
+from p2pdoc.model.ids import AgencyCode
 
-__all__ = ["MANIFEST_VERSION", "MAX_FILES", "MAX_MANIFEST_SIZE", "FileEntry", "Manifest"]
+__all__ = [
+    "MANIFEST_VERSION",
+    "MAX_FILES",
+    "MAX_MANIFEST_SIZE",
+    "FileEntry",
+    "Manifest",
+    "SealInfo",
+    "SealRecipient",
+]
 
 MANIFEST_VERSION: Final = 1
 MAX_FILES: Final = 1000
 MAX_MANIFEST_SIZE: Final = 1 << 20
 MAX_FILE_SIZE: Final = 1 << 50
+MAX_SEAL_RECIPIENTS: Final = 4 * MAX_RECIPIENTS
+_SEAL_ALG_RE: Final = re.compile(r"[a-z0-9][a-z0-9./-]{0,63}")
 _MEDIA_TYPE_RE: Final = re.compile(
     r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
 )
@@ -77,12 +98,117 @@ class FileEntry:
         )
 
 
+def _fixed_bytes(value: object, what: str, size: int) -> bytes:
+    if not isinstance(value, bytes) or len(value) != size:
+        raise InvalidValue(f"{what} must be {size} bytes")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealRecipient:
+    """The content key of a sealed document, wrapped for one recipient node key.
+
+    Attributes:
+        agency: the recipient agency.
+        key_fingerprint: SHA-256 of the recipient node's X25519 public key.
+        ephemeral_key: the sender's one-time X25519 public key for this recipient.
+        wrapped_key: the content key encrypted under the agreed key (32 + 16 bytes).
+    """
+
+    agency: AgencyCode
+    key_fingerprint: bytes
+    ephemeral_key: bytes
+    wrapped_key: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.agency, AgencyCode):
+            raise InvalidValue("seal recipient agency must be an AgencyCode")
+        _fixed_bytes(self.key_fingerprint, "seal key fingerprint", 32)
+        _fixed_bytes(self.ephemeral_key, "seal ephemeral key", 32)
+        _fixed_bytes(self.wrapped_key, "seal wrapped key", 48)
+
+    def to_value(self) -> Value:
+        return {
+            "agency": str(self.agency),
+            "fp": self.key_fingerprint,
+            "epk": self.ephemeral_key,
+            "wk": self.wrapped_key,
+        }
+
+    @classmethod
+    def from_value(cls, value: Value) -> SealRecipient:
+        if not isinstance(value, dict) or set(value) != {"agency", "fp", "epk", "wk"}:
+            raise InvalidValue("seal recipient must have exactly agency, fp, epk and wk")
+        if not isinstance(value["agency"], str):
+            raise InvalidValue("seal recipient agency must be text")
+        return cls(
+            agency=AgencyCode(value["agency"]),
+            key_fingerprint=value["fp"],
+            ephemeral_key=value["epk"],
+            wrapped_key=value["wk"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealInfo:
+    """How a sealed document's content key reaches its recipients.
+
+    Attributes:
+        algorithm: the sealing scheme's name, e.g. ``"p2pdoc-seal/v1"``.
+        recipients: one wrapped key per recipient node key; no (agency, key) twice.
+        header: the sealed full header and file list.
+    """
+
+    algorithm: str
+    recipients: tuple[SealRecipient, ...]
+    header: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.algorithm, str) or not _SEAL_ALG_RE.fullmatch(self.algorithm):
+            raise InvalidValue("seal algorithm must be a short lower-case name")
+        recipients = tuple(self.recipients)
+        if not 1 <= len(recipients) <= MAX_SEAL_RECIPIENTS:
+            raise InvalidValue(f"a seal needs 1..{MAX_SEAL_RECIPIENTS} recipients")
+        if not all(isinstance(r, SealRecipient) for r in recipients):
+            raise InvalidValue("seal recipients must be SealRecipient values")
+        keys = {(r.agency, r.key_fingerprint) for r in recipients}
+        if len(keys) != len(recipients):
+            raise InvalidValue("a seal names the same recipient key twice")
+        object.__setattr__(self, "recipients", recipients)
+        if not isinstance(self.header, bytes) or not 0 < len(self.header) <= MAX_MANIFEST_SIZE:
+            raise InvalidValue("the sealed header must be 1..1 MiB of bytes")
+
+    def to_value(self) -> Value:
+        return {
+            "alg": self.algorithm,
+            "to": [r.to_value() for r in self.recipients],
+            "header": self.header,
+        }
+
+    @classmethod
+    def from_value(cls, value: Value) -> SealInfo:
+        if not isinstance(value, dict) or set(value) != {"alg", "to", "header"}:
+            raise InvalidValue("seal must have exactly alg, to and header")
+        to = value["to"]
+        if not isinstance(to, list) or len(to) > MAX_SEAL_RECIPIENTS:
+            raise InvalidValue(f"seal recipients must be a list of at most {MAX_SEAL_RECIPIENTS}")
+        return cls(
+            algorithm=value["alg"],
+            recipients=tuple(SealRecipient.from_value(r) for r in to),
+            header=value["header"],
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Manifest:
-    """A document version: header and files. ``encode()`` gives the block, ``root`` its CID."""
+    """A document version: header and files. ``encode()`` gives the block, ``root`` its CID.
+
+    ``seal`` is set for a sealed document (its header then holds routing fields only).
+    """
 
     envelope: Envelope
     files: tuple[FileEntry, ...]
+    seal: SealInfo | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.envelope, Envelope):
@@ -96,13 +222,18 @@ class Manifest:
         if len(set(names)) != len(names):
             raise InvalidValue("two files have the same name")
         object.__setattr__(self, "files", files)
+        if self.seal is not None and not isinstance(self.seal, SealInfo):
+            raise InvalidValue("manifest seal must be a SealInfo")
 
     def to_value(self) -> Value:
-        return {
+        out: dict[str, Value] = {
             "v": MANIFEST_VERSION,
             "header": self.envelope.to_value(),
             "files": [f.to_value() for f in self.files],
         }
+        if self.seal is not None:
+            out["seal"] = self.seal.to_value()
+        return out
 
     def encode(self) -> bytes:
         """The canonical dag-cbor block."""
@@ -147,8 +278,8 @@ class Manifest:
 
     @classmethod
     def from_value(cls, value: Value) -> Manifest:
-        if not isinstance(value, dict) or set(value) != {"v", "header", "files"}:
-            raise InvalidValue("manifest must have exactly v, header and files")
+        if not isinstance(value, dict) or set(value) - {"seal"} != {"v", "header", "files"}:
+            raise InvalidValue("manifest must have exactly v, header and files (and maybe seal)")
         if type(value["v"]) is not int or value["v"] != MANIFEST_VERSION:
             raise InvalidValue(f"unsupported manifest version {value['v']!r}")
         files = value["files"]
@@ -159,4 +290,5 @@ class Manifest:
         return cls(
             envelope=Envelope.from_value(value["header"]),
             files=tuple(FileEntry.from_value(f) for f in files),
+            seal=SealInfo.from_value(value["seal"]) if "seal" in value else None,
         )
