@@ -10,29 +10,47 @@ Contract:
   transport** (Noise for libp2p; the router for memory). Authorisation (certificates, agency
   codes) is the protocol layer's job: it calls :meth:`Network.disconnect` on refusal.
 - Streams are :class:`trio.abc.Stream`: ``send_all`` / ``receive_some`` / ``aclose``;
-  ``receive_some`` returns ``b""`` at a clean end of stream; a broken connection raises
-  :class:`trio.BrokenResourceError` (translated to :class:`~p2pdoc.errors.ConnectionLost` by
-  the protocol layer).
-- One connection per peer pair; many streams per connection; opening a stream on an existing
-  connection costs no handshake.
+  ``receive_some`` returns ``b""`` only at the peer's clean end of stream; a reset stream or
+  a broken connection raises :class:`trio.BrokenResourceError` (translated to
+  :class:`~p2pdoc.errors.ConnectionLost` by the protocol layer); use after ``aclose`` raises
+  :class:`trio.ClosedResourceError`, and so does an operation blocked in another task when
+  the stream is closed.
+- ``aclose`` ends the stream in order and stops reading: the peer receives everything sent
+  before it, then ``b""``; the peer's later sends fail with BrokenResourceError.
+- Back-pressure: a peer that does not read makes ``send_all`` block (for as long as it takes)
+  once one receive window per stream direction is buffered; nothing buffers without bound.
+- Cancelling a stream operation never corrupts the connection other streams share (a
+  cancelled ``send_all`` may have sent part of its data, as with any trio stream).
+- Normally one connection per peer pair (two can briefly coexist after simultaneous dials);
+  many streams per connection; opening a stream on an existing connection costs no
+  handshake, only the protocol negotiation round trip.
+- Every failure to obtain a stream is :class:`~p2pdoc.errors.PeerUnreachable` with the
+  reason; a malformed argument is :class:`~p2pdoc.errors.InvalidValue`.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from p2pdoc.model.ids import PeerId
 
+if TYPE_CHECKING:
+    # libp2p depends on trio-typing, whose trio-stubs shadow trio's own annotations for
+    # mypy; TaskStatus lives in trio_typing there (and in trio itself at run time).
+    from trio_typing import TaskStatus
+
 __all__ = ["Network", "StreamHandler"]
 
 StreamHandler = Callable[[PeerId, trio.abc.Stream], Awaitable[None]]
-"""Called in the network's nursery for each incoming stream of a protocol.
+"""Called in a task owned by the network for each incoming stream of a protocol.
 
-The handler owns the stream and should close it. An exception escaping a handler is logged and
-closes that stream only; it never stops the network.
+The handler owns the stream and should close it (the network closes it when the handler returns,
+as a safety net). An exception escaping a handler is logged and closes that stream only; it never
+stops the network. Handlers still running when :meth:`Network.serve` ends are cancelled.
 """
 
 
@@ -53,20 +71,29 @@ class Network(abc.ABC):
     def set_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Route incoming streams for ``protocol`` (e.g. ``"/p2pdoc/session/1"``) to ``handler``.
 
-        Streams for protocols without a handler are refused.
+        Streams for protocols without a handler are refused (the opener gets
+        :class:`~p2pdoc.errors.PeerUnreachable`). Replaces an earlier handler.
+
+        Raises:
+            InvalidValue: ``protocol`` is not printable text starting with ``/``.
         """
 
     @abc.abstractmethod
     def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
-        """Remember where ``peer`` may be dialled (merged with what is already known)."""
+        """Remember where ``peer`` may be dialled (merged with what is already known).
+
+        Raises:
+            InvalidValue: an address is malformed, of another transport, or names another peer.
+        """
 
     @abc.abstractmethod
     async def open_stream(self, peer: PeerId, protocol: str) -> trio.abc.Stream:
         """A new stream to ``peer`` for ``protocol``, connecting first if needed.
 
         Raises:
-            PeerUnreachable: no address works, the dial timed out, or the peer refused the
-                protocol.
+            PeerUnreachable: not serving, no known address, no address works, the dial timed
+                out, the connection broke while opening, or the peer refused the protocol.
+            InvalidValue: ``protocol`` is not a protocol name.
         """
 
     @abc.abstractmethod
@@ -78,9 +105,13 @@ class Network(abc.ABC):
         """Peers with an open connection now."""
 
     @abc.abstractmethod
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and dispatch incoming streams until cancelled.
 
         Calls ``task_status.started()`` once listening (so ``await nursery.start(net.serve)``
-        returns with :attr:`listen_addrs` valid). On cancellation closes every connection.
+        returns with :attr:`listen_addrs` valid). On cancellation cancels running handlers and
+        closes every connection. Runs once per instance.
+
+        Raises:
+            NetworkError: already served, or the listen address could not be used.
         """

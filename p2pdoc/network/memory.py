@@ -1,0 +1,774 @@
+"""An in-process network: a seeded router between :class:`MemoryNetwork` endpoints.
+
+Goals:
+- The same :class:`~p2pdoc.network.base.Network` contract as the libp2p transport (the
+  conformance suite runs on both), so tests and the mesh simulator run the real node code.
+- Faults a real mesh has, under control: latency and jitter per chunk (order kept within a
+  stream, as TCP would), a bandwidth limit per connection direction, random connection
+  resets (how messages get lost), partitions, peers going down, dial latency.
+- Bounded memory and back-pressure like a socket: at most ``stream_buffer`` bytes per stream
+  direction are in flight or unread; a writer beyond that blocks until the reader reads.
+- Deterministic under ``trio.testing.MockClock(autojump_threshold=0)``: every delay and
+  every reset comes from a :class:`random.Random` derived from the router's seed and stable
+  names (dialer, listener, connection number, stream number, direction), never from the
+  order in which trio happens to schedule simultaneous tasks. The same seed and the same
+  application behaviour give the same deliveries, losses and virtual times.
+
+Non-goals: byte-level TCP modelling (no congestion control, slow start or retransmission:
+a reset loses everything in flight on the connection, like a dropped TCP connection),
+duplication (a stream never duplicates bytes; duplicates arise above, from retries).
+
+Model:
+- A connection joins two serving networks. Each direction has one pump task (in the sending
+  network's nursery) that delivers chunks at their due time. A chunk sent at ``t`` is due at
+  ``max(t' + latency + U(0, jitter), previous due time on that stream)``, where ``t'`` is
+  when the link finished "transmitting" it under the bandwidth limit (``t`` if unlimited).
+- Each data chunk may break the whole connection with ``reset_probability``, at its due
+  time: both sides' streams on it then raise :class:`trio.BrokenResourceError` and
+  everything in flight or unread is lost.
+- Opening a stream costs one round trip (protocol negotiation); dialling costs
+  ``dial_latency`` plus jitter and fails with :class:`~p2pdoc.errors.PeerUnreachable` if the
+  peer is not serving, is down, this node is down, or a partition separates them.
+- ``aclose`` queues an end-of-stream after the data already sent (the peer reads everything,
+  then ``b""``) and stops reading: the peer's further sends fail, as with libp2p.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import operator
+import random
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from p2pdoc.errors import InvalidValue, NetworkError, PeerUnreachable
+from p2pdoc.model.ids import PeerId
+from p2pdoc.network.base import Network, StreamHandler
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+__all__ = ["Faults", "MemoryNetwork", "MemoryRouter", "RouterStats", "memory_addr"]
+
+logger = logging.getLogger(__name__)
+
+_ADDR_PREFIX: Final = "/memory/"
+_DEFAULT_RECEIVE: Final = 64 * 1024
+
+_PumpFn = Callable[[PeerId], Awaitable[None]]
+_MAX_PROTOCOL: Final = 200
+
+
+def memory_addr(peer: PeerId) -> str:
+    """The address of ``peer`` on a memory router: ``/memory/<peer id>``."""
+    return f"{_ADDR_PREFIX}{peer}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Faults:
+    """What the router does to traffic. Times in (virtual) seconds."""
+
+    latency: float = 0.0
+    """One-way delay of every chunk and of each leg of a stream-open round trip."""
+    jitter: float = 0.0
+    """Extra one-way delay drawn uniformly from ``[0, jitter)`` per chunk (and per dial)."""
+    bandwidth: float | None = None
+    """Bytes per second per connection direction (shared by its streams); None = unlimited."""
+    reset_probability: float = 0.0
+    """Chance that a data chunk breaks its connection instead of arriving (0..1)."""
+    dial_latency: float = 0.0
+    """Time a dial takes before it connects or fails."""
+
+    def __post_init__(self) -> None:
+        for name in ("latency", "jitter", "dial_latency"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < 1e6:
+                raise InvalidValue(f"Faults.{name} must be a number of seconds >= 0")
+        if self.bandwidth is not None and (
+            not isinstance(self.bandwidth, int | float) or not self.bandwidth > 0
+        ):
+            raise InvalidValue("Faults.bandwidth must be None or bytes per second > 0")
+        if not isinstance(self.reset_probability, int | float) or not (
+            0 <= self.reset_probability <= 1
+        ):
+            raise InvalidValue("Faults.reset_probability must be in 0..1")
+
+
+@dataclass(slots=True)
+class RouterStats:
+    """Counters a simulation can report; they only ever grow."""
+
+    dials: int = 0
+    dial_failures: int = 0
+    connections: int = 0
+    broken_connections: int = 0
+    random_resets: int = 0
+    streams: int = 0
+    chunks_delivered: int = 0
+    bytes_delivered: int = 0
+
+
+def _check_protocol(protocol: str) -> None:
+    if (
+        not isinstance(protocol, str)
+        or not protocol.startswith("/")
+        or len(protocol) > _MAX_PROTOCOL
+        or not protocol.isprintable()
+        or " " in protocol
+    ):
+        raise InvalidValue(f"protocol must be printable text starting with '/': {protocol!r}")
+
+
+def _parse_addr(text: str) -> PeerId:
+    if not isinstance(text, str) or not text.startswith(_ADDR_PREFIX):
+        raise InvalidValue(f"memory address must look like /memory/<peer id>: {text!r}")
+    return PeerId.parse(text[len(_ADDR_PREFIX) :])
+
+
+class MemoryRouter:
+    """The shared medium memory networks connect through; owns faults and randomness.
+
+    Args:
+        seed: seeds every random choice (delays, resets), see the module docstring.
+        faults: initial fault model; assign :attr:`faults` to change it mid-run (applies to
+            chunks sent and dials started afterwards).
+        stream_buffer: bytes per stream direction that may be in flight or unread before a
+            sender blocks.
+        chunk_size: largest unit the router delays, limits and may lose (a ``send_all`` is
+            split into chunks of at most this size).
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        faults: Faults | None = None,
+        *,
+        stream_buffer: int = 256 * 1024,
+        chunk_size: int = 64 * 1024,
+    ) -> None:
+        if not isinstance(seed, int):
+            raise InvalidValue("seed must be an int")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InvalidValue("chunk_size must be a positive int")
+        if not isinstance(stream_buffer, int) or stream_buffer < chunk_size:
+            raise InvalidValue("stream_buffer must be an int >= chunk_size")
+        self._seed = seed
+        self.faults = faults if faults is not None else Faults()
+        self.stream_buffer = stream_buffer
+        self.chunk_size = chunk_size
+        self.stats = RouterStats()
+        self._networks: dict[PeerId, MemoryNetwork] = {}
+        self._down: set[PeerId] = set()
+        self._cuts: list[tuple[frozenset[PeerId], frozenset[PeerId]]] = []
+        self._connections: set[_Connection] = set()
+        self._dial_counts: dict[tuple[PeerId, PeerId], int] = {}
+        self._sequence = itertools.count()
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def rng(self, *names: object) -> random.Random:
+        """A generator derived from the seed and ``names`` (same names, same sequence)."""
+        return random.Random("/".join([str(self._seed), *map(str, names)]))
+
+    # -- fault control ---------------------------------------------------------------------
+
+    def partition(self, group_a: Iterable[PeerId], group_b: Iterable[PeerId]) -> None:
+        """Cut every link between a peer of ``group_a`` and a peer of ``group_b``.
+
+        Existing connections across the cut break; dials across it fail until :meth:`heal`.
+        """
+        cut = (frozenset(group_a), frozenset(group_b))
+        if cut[0] & cut[1]:
+            raise InvalidValue("a peer cannot be on both sides of a partition")
+        self._cuts.append(cut)
+        for conn in list(self._connections):
+            if self._separated(conn.dialer.local_peer, conn.listener.local_peer):
+                conn.break_("partitioned")
+
+    def heal(self) -> None:
+        """Remove every partition (broken connections stay broken; new dials work)."""
+        self._cuts.clear()
+
+    def take_down(self, peer: PeerId) -> None:
+        """Unplug ``peer``: its connections break; dials to and from it fail."""
+        self._down.add(peer)
+        for conn in list(self._connections):
+            if peer in (conn.dialer.local_peer, conn.listener.local_peer):
+                conn.break_("peer went down")
+
+    def bring_up(self, peer: PeerId) -> None:
+        """Plug ``peer`` back in (it must redial or be redialled)."""
+        self._down.discard(peer)
+
+    def is_down(self, peer: PeerId) -> bool:
+        return peer in self._down
+
+    def _separated(self, a: PeerId, b: PeerId) -> bool:
+        return any((a in x and b in y) or (a in y and b in x) for x, y in self._cuts)
+
+    def why_unreachable(self, source: PeerId, target: PeerId) -> str | None:
+        """Why ``source`` cannot reach ``target`` now, or None if it can."""
+        if source in self._down:
+            return "this node is down"
+        if target in self._down:
+            return "peer is down"
+        if self._separated(source, target):
+            return "partitioned from peer"
+        if target not in self._networks:
+            return "peer is not listening"
+        return None
+
+    # -- bookkeeping for networks ----------------------------------------------------------
+
+    def _register(self, net: MemoryNetwork) -> None:
+        if net.local_peer in self._networks:
+            raise NetworkError(f"{net.local_peer!r} is already serving on this router")
+        self._networks[net.local_peer] = net
+
+    def _unregister(self, net: MemoryNetwork) -> None:
+        if self._networks.get(net.local_peer) is net:
+            del self._networks[net.local_peer]
+
+    def _next_dial(self, source: PeerId, target: PeerId) -> int:
+        key = (source, target)
+        count = self._dial_counts.get(key, 0)
+        self._dial_counts[key] = count + 1
+        return count
+
+
+class _Chunk:
+    """A unit in flight on a link: data, end-of-stream (``data is None``), or a reset."""
+
+    __slots__ = ("breaks", "channel", "data")
+
+    def __init__(self, channel: _Channel, data: bytes | None, breaks: bool) -> None:
+        self.channel = channel
+        self.data = data
+        self.breaks = breaks
+
+
+class _Channel:
+    """One direction of one stream: what the sender end sends and the receiver end reads."""
+
+    __slots__ = (
+        "buffer",
+        "eof",
+        "eof_sent",
+        "in_flight",
+        "last_due",
+        "link",
+        "readable",
+        "reader_gone",
+        "rng",
+        "space",
+    )
+
+    def __init__(self, link: _Link, rng: random.Random) -> None:
+        self.link = link
+        self.rng = rng
+        self.buffer = bytearray()
+        self.in_flight = 0  # sent and not yet read: bounded by the router's stream_buffer
+        self.last_due = -float("inf")
+        self.eof = False  # end-of-stream delivered to the receiver
+        self.eof_sent = False
+        self.reader_gone = False  # receiver closed: further sends fail
+        self.readable = trio.lowlevel.ParkingLot()
+        self.space = trio.lowlevel.ParkingLot()
+
+    def wake(self) -> None:
+        self.readable.unpark_all()
+        self.space.unpark_all()
+
+
+class _Link:
+    """One direction of a connection: a queue ordered by due time, drained by a pump task."""
+
+    __slots__ = ("changed", "free_at", "queue")
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[float, int, _Chunk]] = []
+        self.free_at = -float("inf")
+        self.changed = trio.lowlevel.ParkingLot()
+
+
+class _Connection:
+    def __init__(
+        self, router: MemoryRouter, dialer: MemoryNetwork, listener: MemoryNetwork, index: int
+    ) -> None:
+        self.router = router
+        self.dialer = dialer
+        self.listener = listener
+        self.label = f"{dialer.local_peer}>{listener.local_peer}#{index}"
+        self.links = {dialer.local_peer: _Link(), listener.local_peer: _Link()}
+        self.channels: set[_Channel] = set()
+        self.next_stream = {dialer.local_peer: 1, listener.local_peer: 2}
+        self.broken = False
+        self.reason = ""
+
+    def other(self, net: MemoryNetwork) -> MemoryNetwork:
+        return self.listener if net is self.dialer else self.dialer
+
+    def new_stream_id(self, opener: PeerId) -> int:
+        stream_id = self.next_stream[opener]
+        self.next_stream[opener] = stream_id + 2
+        return stream_id
+
+    def schedule(self, channel: _Channel, data: bytes | None) -> float:
+        """Queue ``data`` (None: end of stream) on its link; returns its due time."""
+        faults = self.router.faults
+        now = trio.current_time()
+        link = channel.link
+        ready = now
+        if data is not None and faults.bandwidth is not None:
+            link.free_at = max(now, link.free_at) + len(data) / faults.bandwidth
+            ready = link.free_at
+        delay = faults.latency
+        if faults.jitter:
+            delay += channel.rng.random() * faults.jitter
+        breaks = (
+            data is not None
+            and faults.reset_probability > 0
+            and channel.rng.random() < faults.reset_probability
+        )
+        due = max(ready + delay, channel.last_due)
+        channel.last_due = due
+        heapq.heappush(
+            link.queue, (due, next(self.router._sequence), _Chunk(channel, data, breaks))
+        )
+        link.changed.unpark_all()
+        return due
+
+    async def pump(self, sender: PeerId) -> None:
+        """Deliver chunks of the ``sender``'s direction at their due times until broken."""
+        link = self.links[sender]
+        router = self.router
+        while not self.broken:
+            if not link.queue:
+                await link.changed.park()
+                continue
+            due, _, chunk = link.queue[0]
+            if trio.current_time() < due:
+                with trio.move_on_at(due):
+                    await link.changed.park()
+                continue
+            heapq.heappop(link.queue)
+            channel = chunk.channel
+            if chunk.breaks:
+                router.stats.random_resets += 1
+                self.break_("connection reset")
+                return
+            if chunk.data is None:
+                channel.eof = True
+            elif not channel.reader_gone:
+                channel.buffer += chunk.data
+                router.stats.chunks_delivered += 1
+                router.stats.bytes_delivered += len(chunk.data)
+            channel.readable.unpark_all()
+
+    def break_(self, reason: str) -> None:
+        """Break the connection: every stream on it fails on both sides; nothing in flight
+        or unread survives."""
+        if self.broken:
+            return
+        self.broken = True
+        self.reason = reason
+        self.router.stats.broken_connections += 1
+        self.router._connections.discard(self)
+        for net in (self.dialer, self.listener):
+            net._forget(self)
+        for channel in self.channels:
+            channel.buffer.clear()
+            channel.wake()
+        self.channels.clear()
+        for link in self.links.values():
+            link.queue.clear()
+            link.changed.unpark_all()
+        logger.debug("memory connection %s broke: %s", self.label, reason)
+
+
+class _MemoryStream(trio.abc.Stream):
+    """One end of a stream on a memory connection."""
+
+    def __init__(self, conn: _Connection, outgoing: _Channel, incoming: _Channel) -> None:
+        self._conn = conn
+        self._out = outgoing
+        self._in = incoming
+        self._closed = False
+        self._sending = False
+        self._receiving = False
+        self._op_scopes: set[trio.CancelScope] = set()
+
+    @contextmanager
+    def _until_closed(self) -> Iterator[None]:
+        with trio.CancelScope() as scope:
+            self._op_scopes.add(scope)
+            try:
+                yield
+            finally:
+                self._op_scopes.discard(scope)
+        if self._closed:
+            raise trio.ClosedResourceError("stream was closed")
+
+    def _check_send(self) -> None:
+        if self._conn.broken:
+            raise trio.BrokenResourceError(f"connection broken: {self._conn.reason}")
+        if self._out.reader_gone:
+            raise trio.BrokenResourceError("peer closed the stream")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``; blocks while ``stream_buffer`` bytes are in flight or unread.
+
+        Each chunk is admitted while fewer than ``stream_buffer`` bytes are outstanding, so
+        at most ``stream_buffer + chunk_size - 1`` bytes are ever buffered per direction.
+
+        Raises:
+            trio.ClosedResourceError: this end was closed (before or during the call).
+            trio.BrokenResourceError: the connection broke or the peer closed the stream.
+            trio.BusyResourceError: another task is sending on this stream.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise trio.ClosedResourceError("stream was closed")
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            router = self._conn.router
+            view = memoryview(data).cast("B")
+            while view:
+                self._check_send()
+                size = min(len(view), router.chunk_size)
+                out = self._out
+                while out.in_flight >= router.stream_buffer:
+                    with self._until_closed():
+                        await out.space.park()
+                    self._check_send()
+                out.in_flight += size
+                self._conn.schedule(out, bytes(view[:size]))
+                view = view[size:]
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Return once the stream buffer has room (or the stream is broken).
+
+        Raises:
+            trio.ClosedResourceError: this end was closed (before or during the call).
+            trio.BusyResourceError: another task is sending on this stream.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise trio.ClosedResourceError("stream was closed")
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            router = self._conn.router
+            out = self._out
+            while (
+                not self._conn.broken
+                and not out.reader_gone
+                and out.in_flight >= router.stream_buffer
+            ):
+                with self._until_closed():
+                    await out.space.park()
+        finally:
+            self._sending = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Up to ``max_bytes`` delivered bytes; ``b""`` after the peer's end of stream.
+
+        Raises:
+            trio.ClosedResourceError: this end was closed (before or during the call).
+            trio.BrokenResourceError: the connection broke.
+            trio.BusyResourceError: another task is receiving on this stream.
+        """
+        limit = _DEFAULT_RECEIVE if max_bytes is None else operator.index(max_bytes)
+        if limit < 1:
+            raise ValueError("max_bytes must be >= 1")
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise trio.ClosedResourceError("stream was closed")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        self._receiving = True
+        try:
+            incoming = self._in
+            while not incoming.buffer:
+                if self._conn.broken:
+                    raise trio.BrokenResourceError(f"connection broken: {self._conn.reason}")
+                if incoming.eof:
+                    return b""
+                with self._until_closed():
+                    await incoming.readable.park()
+            data = bytes(incoming.buffer[:limit])
+            del incoming.buffer[:limit]
+            incoming.in_flight -= len(data)
+            incoming.space.unpark_all()
+            return data
+        finally:
+            self._receiving = False
+
+    async def aclose(self) -> None:
+        """End this side: the peer reads what was sent, then ``b""``; its sends now fail.
+
+        Idempotent; closes even when cancelled (then raises Cancelled afterwards).
+        """
+        if not self._closed:
+            self._closed = True
+            for scope in list(self._op_scopes):
+                scope.cancel()
+            conn = self._conn
+            if not conn.broken:
+                if not self._out.eof_sent:
+                    self._out.eof_sent = True
+                    conn.schedule(self._out, None)
+                incoming = self._in
+                incoming.reader_gone = True
+                incoming.buffer.clear()
+                incoming.in_flight = 0
+                incoming.wake()
+                if self._out.reader_gone:
+                    conn.channels.discard(self._out)
+                    conn.channels.discard(incoming)
+        await trio.lowlevel.checkpoint()
+
+
+@dataclass(slots=True)
+class _Dial:
+    done: trio.Event
+    error: str | None = None
+
+
+class MemoryNetwork(Network):
+    """A node's endpoint on a :class:`MemoryRouter`.
+
+    Its address is ``/memory/<peer id>``. The peer ID is taken as authenticated: the router
+    plays the role of Noise. Register handlers, then ``await nursery.start(net.serve)``.
+
+    Args:
+        router: the medium shared with the other nodes.
+        peer_id: this node's identity.
+    """
+
+    def __init__(self, router: MemoryRouter, peer_id: PeerId) -> None:
+        if not isinstance(router, MemoryRouter) or not isinstance(peer_id, PeerId):
+            raise InvalidValue("MemoryNetwork needs a MemoryRouter and a PeerId")
+        self._router = router
+        self._peer = peer_id
+        self._handlers: dict[str, StreamHandler] = {}
+        self._addrs: dict[PeerId, list[str]] = {}
+        self._conns: dict[PeerId, list[_Connection]] = {}
+        self._dials: dict[PeerId, _Dial] = {}
+        self._handler_scopes: set[trio.CancelScope] = set()
+        self._nursery: trio.Nursery | None = None
+        self._running = False
+        self._served = False
+
+    @property
+    def router(self) -> MemoryRouter:
+        return self._router
+
+    @property
+    def local_peer(self) -> PeerId:
+        return self._peer
+
+    @property
+    def listen_addrs(self) -> list[str]:
+        return [memory_addr(self._peer)]
+
+    def set_handler(self, protocol: str, handler: StreamHandler) -> None:
+        _check_protocol(protocol)
+        self._handlers[protocol] = handler
+
+    def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
+        """Remember ``/memory/<peer id>`` addresses for ``peer``.
+
+        Raises:
+            InvalidValue: an address is malformed or names another peer.
+        """
+        if not isinstance(peer, PeerId):
+            raise InvalidValue("peer must be a PeerId")
+        if isinstance(addrs, str):
+            raise InvalidValue("addrs must be a sequence of address strings, not one string")
+        for text in addrs:
+            if _parse_addr(text) != peer:
+                raise InvalidValue(f"{text!r} is not an address of {peer!r}")
+        known = self._addrs.setdefault(peer, [])
+        for text in addrs:
+            if text not in known:
+                known.append(text)
+
+    def connected_peers(self) -> set[PeerId]:
+        return {peer for peer, conns in self._conns.items() if conns}
+
+    def _forget(self, conn: _Connection) -> None:
+        peer = conn.other(self).local_peer
+        conns = self._conns.get(peer)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
+            if not conns:
+                del self._conns[peer]
+
+    async def open_stream(self, peer: PeerId, protocol: str) -> trio.abc.Stream:
+        """A new stream to ``peer`` for ``protocol`` after one round trip, dialling if needed.
+
+        Raises:
+            InvalidValue: ``protocol`` is not a protocol name.
+            PeerUnreachable: not serving, no known address, the dial failed (peer down,
+                partitioned, not listening), the connection broke while opening, or the
+                peer has no handler for ``protocol``.
+        """
+        _check_protocol(protocol)
+        if not isinstance(peer, PeerId):
+            raise InvalidValue("peer must be a PeerId")
+        if not self._running:
+            raise PeerUnreachable(f"{peer!r}: this network is not serving")
+        if peer == self._peer:
+            raise PeerUnreachable("cannot open a stream to this node itself")
+        conn = await self._connect(peer)
+        remote = conn.other(self)
+        stream_id = conn.new_stream_id(self._peer)
+        out = _Channel(conn.links[self._peer], self._router.rng(conn.label, stream_id, "out"))
+        back = _Channel(conn.links[peer], self._router.rng(conn.label, stream_id, "back"))
+        faults = self._router.faults
+        await trio.sleep(faults.latency + out.rng.random() * faults.jitter)
+        handler = remote._handlers.get(protocol)
+        refused = conn.broken or handler is None or not remote._running
+        if not refused:
+            conn.channels.update((out, back))
+            self._router.stats.streams += 1
+            remote._spawn_handler(protocol, self._peer, _MemoryStream(conn, back, out))
+        stream = _MemoryStream(conn, out, back)
+        try:
+            await trio.sleep(faults.latency + back.rng.random() * faults.jitter)
+            if conn.broken:
+                raise PeerUnreachable(f"{peer!r}: connection lost while opening ({conn.reason})")
+            if refused:
+                raise PeerUnreachable(f"{peer!r} refused protocol {protocol!r}")
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
+        return stream
+
+    async def _connect(self, peer: PeerId) -> _Connection:
+        """The newest live connection to ``peer``; one dial per peer at a time, shared."""
+        while not (conns := self._conns.get(peer)):
+            pending = self._dials.get(peer)
+            if pending is None:
+                break
+            await pending.done.wait()
+            if pending.error is not None:
+                raise PeerUnreachable(pending.error)
+        else:
+            return conns[-1]
+        dial = _Dial(trio.Event())
+        self._dials[peer] = dial
+        try:
+            result = await self._dial(peer)
+            if isinstance(result, str):
+                dial.error = result
+        finally:
+            del self._dials[peer]
+            dial.done.set()
+        if isinstance(result, str):
+            raise PeerUnreachable(result)
+        return result
+
+    async def _dial(self, peer: PeerId) -> _Connection | str:
+        router = self._router
+        router.stats.dials += 1
+        if not self._addrs.get(peer):
+            router.stats.dial_failures += 1
+            return f"{peer!r}: no known address"
+        index = router._next_dial(self._peer, peer)
+        rng = router.rng("dial", self._peer, peer, index)
+        faults = router.faults
+        await trio.sleep(faults.dial_latency + rng.random() * faults.jitter)
+        reason = router.why_unreachable(self._peer, peer)
+        if reason is None and not self._running:
+            reason = "this network stopped serving"
+        if reason is not None:
+            router.stats.dial_failures += 1
+            return f"{peer!r} unreachable: {reason}"
+        remote = router._networks[peer]
+        conn = _Connection(router, self, remote, index)
+        router._connections.add(conn)
+        router.stats.connections += 1
+        self._conns.setdefault(peer, []).append(conn)
+        remote._conns.setdefault(self._peer, []).append(conn)
+        self._start(conn.pump, self._peer)
+        remote._start(conn.pump, peer)
+        return conn
+
+    def _start(self, pump: _PumpFn, sender: PeerId) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(pump, sender)
+
+    def _spawn_handler(self, protocol: str, remote: PeerId, stream: _MemoryStream) -> None:
+        handler = self._handlers[protocol]
+        assert self._nursery is not None
+
+        async def run() -> None:
+            with trio.CancelScope() as scope:
+                self._handler_scopes.add(scope)
+                try:
+                    await handler(remote, stream)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    logger.debug("handler for %s from %r: stream ended: %s", protocol, remote, exc)
+                except Exception:
+                    logger.exception("handler for %s from %r failed", protocol, remote)
+                finally:
+                    self._handler_scopes.discard(scope)
+                    with trio.CancelScope(shield=True):
+                        await stream.aclose()
+
+        self._nursery.start_soon(run)
+
+    async def disconnect(self, peer: PeerId) -> None:
+        """Break every connection to ``peer``; its streams fail on both sides."""
+        for conn in list(self._conns.get(peer, ())):
+            conn.break_("disconnected")
+        await trio.lowlevel.checkpoint()
+
+    async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Attach to the router and dispatch streams until cancelled.
+
+        On cancellation breaks every connection of this node and cancels its handlers.
+
+        Raises:
+            NetworkError: :meth:`serve` already ran, or another network with this peer ID is
+                serving on the router.
+        """
+        if self._served:
+            raise NetworkError("MemoryNetwork.serve() runs once per instance")
+        self._served = True
+        self._router._register(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._running = True
+                task_status.started()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    self._running = False
+                    self._router._unregister(self)
+                    for conns in list(self._conns.values()):
+                        for conn in list(conns):
+                            conn.break_("peer stopped")
+                    for scope in list(self._handler_scopes):
+                        scope.cancel()
+        finally:
+            self._running = False
+            self._router._unregister(self)
+            self._nursery = None
