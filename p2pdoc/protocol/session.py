@@ -35,6 +35,7 @@ from p2pdoc.errors import (
     AdmissionRefused,
     ConnectionLost,
     ContentMismatch,
+    DecodeError,
     LimitExceeded,
     LocalProtocolError,
     P2pdocError,
@@ -173,6 +174,7 @@ class Session:
         self._inbound: dict[int, trio.CancelScope | None] = {}
         self._nursery: trio.Nursery | None = None
         self._closed = trio.Event()
+        self._writing = False  # a frame is partly written: no goodbye may follow it
         self.close_reason: P2pdocError | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -201,7 +203,19 @@ class Session:
         finally:
             self._fail(ConnectionLost(f"session with {self.peer.agency} closed"))
             with trio.CancelScope(shield=True):
+                await self._say_goodbye()
                 await trio.aclose_forcefully(self._stream)
+
+    async def _say_goodbye(self) -> None:
+        """Tell a peer we cut off why, if the stream is at a frame boundary (best effort)."""
+        reason = self.close_reason
+        if self._writing or not isinstance(
+            reason, (RemoteProtocolError, VerificationError, DecodeError)
+        ):
+            return
+        frame = encode_frame(encode_message(Refuse(f"{type(reason).__name__}: {reason}"[:900])))
+        with trio.move_on_after(1), suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._stream.send_all(frame)
 
     async def _guard(self, work: Callable[[], Awaitable[None]], *, essential: bool = True) -> None:
         """Run a session task. An error ends the session, with the reason kept; so does the
@@ -240,6 +254,16 @@ class Session:
     # -- writing ------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_frames()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The peer closed its end; what it sent last (its reason, if it said goodbye) is
+            # still readable. Give the reader a moment to find it before failing.
+            with trio.move_on_after(1):
+                await self._closed.wait()
+            raise
+
+    async def _write_frames(self) -> None:
         async with self._outgoing:
             async for first in self._outgoing:
                 parts = [first]
@@ -251,7 +275,9 @@ class Session:
                         break
                     parts.append(frame)
                     size += len(frame)
+                self._writing = True
                 await self._stream.send_all(b"".join(parts) if len(parts) > 1 else first)
+                self._writing = False
                 self.bytes_sent += size
 
     async def _emit(self, message: Message) -> None:
@@ -402,7 +428,7 @@ class Session:
                 if scope is not None:
                     scope.cancel()
             case Refuse(reason):
-                raise AdmissionRefused(f"{self.peer.agency} refused the session: {reason}")
+                raise ConnectionLost(f"{self.peer.agency} ended the session: {reason}")
             case Hello() | Auth() | Welcome():
                 raise RemoteProtocolError(f"{type(message).__name__} after admission")
 
@@ -555,8 +581,14 @@ async def establish(
             try:
                 admitted = handshake.receive_auth(auth)
             except (VerificationError, AdmissionRefused) as exc:
-                with trio.move_on_after(1):
+                with (
+                    trio.move_on_after(1),
+                    suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                ):
                     await send(Refuse(f"{getattr(exc, 'reason', type(exc).__name__)}: {exc}"[:900]))
+                    # Let the peer read why before the connection goes: wait for its close.
+                    while await stream.receive_some(_RECEIVE_SIZE):
+                        pass
                 raise
             await send(Welcome())
             welcome = await receive()

@@ -1,0 +1,1 @@
+"""Delivery: outbox/inbox state machines, retry timing, signed receipts and status reports."""

@@ -1,0 +1,95 @@
+"""What the node's parts share: configuration, collaborators and the trust interfaces."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from p2pdoc.codecs.cid import Cid
+from p2pdoc.model.ids import AgencyCode, PeerId
+from p2pdoc.model.manifest import Manifest
+from p2pdoc.node.clock import Clock
+from p2pdoc.node.config import NodeConfig
+from p2pdoc.node.directory import PeerDirectory
+from p2pdoc.store.base import Store
+
+__all__ = ["DocumentSigner", "NodeContext", "NodeCredentials", "NodeTrust"]
+
+
+class NodeCredentials(Protocol):
+    """This node's identity: agency code, peer ID, certificate chain and node key."""
+
+    @property
+    def agency(self) -> AgencyCode: ...
+
+    @property
+    def peer(self) -> PeerId: ...
+
+    @property
+    def chain(self) -> tuple[bytes, ...]: ...
+
+    def sign(self, payload: bytes) -> bytes: ...
+
+
+class NodeTrust(Protocol):
+    """The trust decisions the node delegates (implemented over :mod:`p2pdoc.trust`)."""
+
+    def admit(
+        self, chain: Sequence[bytes], peer: PeerId, payload: bytes, signature: bytes
+    ) -> tuple[AgencyCode, object]:
+        """Admission: see :class:`p2pdoc.protocol.admission.Gatekeeper`."""
+        ...
+
+    def verify_node(
+        self, chain: Sequence[bytes], peer: PeerId, at: _dt.datetime
+    ) -> tuple[AgencyCode, Callable[[bytes, bytes], None]]:
+        """Evidence signers: see :class:`p2pdoc.delivery.evidence.NodeVerifier`."""
+        ...
+
+    def verify_document(
+        self, root: Cid, signatures: bytes, manifest: Manifest, at: _dt.datetime
+    ) -> None:
+        """Check every signature of a received document and the classification policy.
+
+        Raises:
+            VerificationError: a signature, certificate or seal fails (a subclass says which).
+            PolicyRefused: the policy forbids this document.
+            DecodeError: the signature set is malformed.
+        """
+        ...
+
+    def check_outgoing(self, manifest: Manifest) -> None:
+        """Raises PolicyRefused if the policy forbids sending this document this way."""
+        ...
+
+
+class DocumentSigner(Protocol):
+    """Produces a document's signature set (the officials' signatures over its root CID)."""
+
+    def sign_document(self, root: Cid, at: _dt.datetime) -> bytes: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class NodeContext:
+    config: NodeConfig
+    store: Store
+    clock: Clock
+    rng: random.Random
+    credentials: NodeCredentials
+    trust: NodeTrust
+    directory: PeerDirectory
+
+    @property
+    def agency(self) -> AgencyCode:
+        return self.credentials.agency
+
+    def now(self) -> _dt.datetime:
+        return _dt.datetime.fromtimestamp(self.clock.now_ms() / 1000, _dt.UTC)
+
+
+def doc_owner(root: Cid) -> str:
+    """The pin owner keeping a document's blocks."""
+    return f"doc:{root}"

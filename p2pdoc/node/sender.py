@@ -1,0 +1,468 @@
+"""The sending side: documents built from files, a durable outbox, and delivery attempts.
+
+Every recipient of a sent document has an outbox entry (see :mod:`p2pdoc.delivery.states`)
+persisted in the store's ``outbox`` table under ``"<root>|<agency code>"``. A scheduler
+wakes for the earliest due attempt or deadline; attempts run concurrently up to a limit.
+An attempt: find the recipient's node, get an admitted session, offer the document (small
+documents carry their blocks inline), serve the blocks it asks for, and verify the receipt it
+answers with. Anything else is a failure that is retried with back-off until the deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import trio
+
+from p2pdoc.codecs.cid import Cid, Multicodec
+from p2pdoc.content.unixfs import ImportSource, import_file
+from p2pdoc.delivery.evidence import Receipt, verify_evidence
+from p2pdoc.delivery.states import (
+    AttemptFailed,
+    AttemptStarted,
+    BlocksServed,
+    DeadlinePassed,
+    OutboxEntry,
+    OutboxState,
+    ReceiptAccepted,
+    advance_outbox,
+)
+from p2pdoc.errors import (
+    DecodeError,
+    InvalidValue,
+    NetworkError,
+    NotFound,
+    P2pdocError,
+    ProtocolError,
+    ReceiptInvalid,
+    VerificationError,
+)
+from p2pdoc.model.envelope import Envelope
+from p2pdoc.model.ids import AgencyCode
+from p2pdoc.model.manifest import FileEntry, Manifest
+from p2pdoc.node.context import DocumentSigner, NodeContext, doc_owner
+from p2pdoc.node.sessions import Sessions
+from p2pdoc.protocol.messages import OfferOutcome
+from p2pdoc.store.base import DocumentRecord, Pin, PutDocument, PutRecord, Unpin, WriteOp
+
+__all__ = ["Document", "FileSource", "Sender"]
+
+log = logging.getLogger(__name__)
+
+OUTBOX = "outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """A file to attach: its name, media type and bytes (a path, binary file or async stream)."""
+
+    name: str
+    media_type: str
+    source: ImportSource
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document version ready to send: manifest, signature set and the CIDs of its blocks."""
+
+    manifest: Manifest
+    manifest_bytes: bytes
+    signatures: bytes
+    blocks: tuple[Cid, ...]
+    size: int
+
+    @property
+    def root(self) -> Cid:
+        return Cid.of(Multicodec.DAG_CBOR, self.manifest_bytes)
+
+    @property
+    def envelope(self) -> Envelope:
+        return self.manifest.envelope
+
+
+def outbox_key(root: Cid, recipient: AgencyCode) -> str:
+    return f"{root}|{recipient}"
+
+
+class Sender:
+    """Outbox scheduler and delivery attempts."""
+
+    def __init__(self, ctx: NodeContext, sessions: Sessions) -> None:
+        self._ctx = ctx
+        self._sessions = sessions
+        self._entries: dict[tuple[Cid, AgencyCode], OutboxEntry] = {}
+        self._documents: dict[Cid, _Outgoing] = {}
+        self._timers: list[tuple[int, tuple[Cid, AgencyCode]]] = []
+        self._wakeup = trio.Event()
+        self._changed: dict[Cid, trio.Event] = {}
+        self._running: set[tuple[Cid, AgencyCode]] = set()
+        self._served: dict[tuple[Cid, AgencyCode], int] = {}
+        self._progress: dict[tuple[Cid, AgencyCode], trio.CancelScope] = {}
+        self._slots = trio.Semaphore(ctx.config.delivery.max_concurrent_attempts)
+        self.attempts = 0
+
+    # -- building -----------------------------------------------------------------------
+
+    async def create_document(
+        self, envelope: Envelope, files: Sequence[FileSource], signer: DocumentSigner
+    ) -> Document:
+        """Import ``files`` into the store, build the manifest, sign it and store it all.
+
+        Raises:
+            InvalidValue: the envelope's sender is not this node's agency, or a file entry is
+                invalid.
+            StoreError: the store failed (nothing is left pinned).
+        """
+        ctx = self._ctx
+        if envelope.sender.code != ctx.agency:
+            raise InvalidValue(f"this node sends for {ctx.agency}, not {envelope.sender.code}")
+        draft = f"draft:{ctx.rng.getrandbits(64):016x}"
+        entries = []
+        for file in files:
+            result = await import_file(file.source, ctx.store, pin=draft)
+            entries.append(
+                FileEntry(
+                    name=file.name, media_type=file.media_type, size=result.size, cid=result.root
+                )
+            )
+        manifest = Manifest(envelope=envelope, files=tuple(entries))
+        manifest_bytes = manifest.encode()
+        root = Cid.of(Multicodec.DAG_CBOR, manifest_bytes)
+        signatures = signer.sign_document(root, ctx.now())
+        blocks = tuple(sorted(await ctx.store.pinned(draft)))
+        size = sum(f.size for f in entries)
+        record = DocumentRecord(
+            root=root,
+            document_id=str(envelope.document_id),
+            sender=str(envelope.sender.code),
+            manifest=manifest_bytes,
+            signatures=signatures,
+            created_at=ctx.clock.now_ms(),
+        )
+        await ctx.store.write([Pin(doc_owner(root), blocks), Unpin(draft), PutDocument(record)])
+        return Document(manifest, manifest_bytes, signatures, blocks, size)
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def send(self, document: Document, deadline: float | None = None) -> None:
+        """Queue ``document`` for each recipient it names (durable when this returns).
+
+        A document already queued for a recipient is not queued twice.
+        """
+        ctx = self._ctx
+        self._ctx.trust.check_outgoing(document.manifest)
+        now = ctx.clock.now_ms()
+        until = now + round(
+            1000 * (deadline if deadline is not None else ctx.config.delivery.deadline)
+        )
+        root = document.root
+        ops: list[WriteOp] = []
+        fresh: list[tuple[AgencyCode, OutboxEntry]] = []
+        for recipient in document.envelope.recipient_codes:
+            key = (root, recipient)
+            if key in self._entries or await self._load(root, recipient) is not None:
+                continue
+            entry = OutboxEntry(
+                deadline=until, updated_at=now, history=((now, OutboxState.QUEUED.value, "queued"),)
+            )
+            ops.append(PutRecord(OUTBOX, outbox_key(root, recipient), entry.to_value()))
+            fresh.append((recipient, entry))
+        if ops:
+            await ctx.store.write(ops)
+        self._documents[root] = _Outgoing.of(document)
+        for recipient, entry in fresh:
+            self._track(root, recipient, entry)
+
+    async def _load(self, root: Cid, recipient: AgencyCode) -> OutboxEntry | None:
+        try:
+            value = await self._ctx.store.get_record(OUTBOX, outbox_key(root, recipient))
+        except NotFound:
+            return None
+        entry = OutboxEntry.from_value(value)
+        self._entries.setdefault((root, recipient), entry)
+        return entry
+
+    async def resume(self) -> int:
+        """Load every unfinished outbox entry (after a start or a crash). Returns how many."""
+        count = 0
+        after: str | None = None
+        while True:
+            page = await self._ctx.store.list_records(OUTBOX, after=after, limit=1000)
+            if not page:
+                return count
+            for key, value in page:
+                root_text, code = key.split("|")
+                entry = OutboxEntry.from_value(value)
+                if entry.state.in_flight:
+                    # The attempt died with the process: it is due again now.
+                    entry = replace(entry, state=OutboxState.RETRY_WAIT, next_at=1)
+                self._entries[(Cid.parse(root_text), AgencyCode(code))] = entry
+                if not entry.state.terminal:
+                    self._track(Cid.parse(root_text), AgencyCode(code), entry)
+                    count += 1
+            after = page[-1][0]
+
+    def _track(self, root: Cid, recipient: AgencyCode, entry: OutboxEntry) -> None:
+        key = (root, recipient)
+        self._entries[key] = entry
+        due = entry.next_at if entry.state is OutboxState.RETRY_WAIT else 0
+        heapq.heappush(self._timers, (due, key))
+        heapq.heappush(self._timers, (entry.deadline, key))
+        self._wakeup.set()
+
+    # -- observing ----------------------------------------------------------------------
+
+    def entries(self, root: Cid) -> dict[AgencyCode, OutboxEntry]:
+        return {r: e for (d, r), e in self._entries.items() if d == root}
+
+    async def load_entries(self, root: Cid) -> dict[AgencyCode, OutboxEntry]:
+        """Every recipient's outbox entry for ``root``, from the store."""
+        out = {}
+        for key, value in await self._ctx.store.list_records(
+            OUTBOX, prefix=f"{root}|", limit=10_000
+        ):
+            code = AgencyCode(key.split("|")[1])
+            out[code] = self._entries.get((root, code)) or OutboxEntry.from_value(value)
+        return out
+
+    async def wait_changed(self, root: Cid) -> None:
+        event = self._changed.setdefault(root, trio.Event())
+        await event.wait()
+
+    def _notify(self, root: Cid) -> None:
+        event = self._changed.pop(root, None)
+        if event is not None:
+            event.set()
+
+    def recipients_holding(self, root: Cid) -> list[AgencyCode]:
+        return [
+            r
+            for (d, r), e in self._entries.items()
+            if d == root and e.state is OutboxState.DELIVERED
+        ]
+
+    def knows(self, root: Cid, recipient: AgencyCode) -> bool:
+        return (root, recipient) in self._entries
+
+    def blocks_served(self, root: Cid, recipient: AgencyCode, count: int) -> None:
+        """The block server sent ``count`` blocks of ``root`` to ``recipient``."""
+        key = (root, recipient)
+        if key not in self._running:
+            return
+        served = self._served.get(key, 0) + count
+        self._served[key] = served
+        scope = self._progress.get(key)
+        if scope is not None:
+            scope.deadline = trio.current_time() + self._ctx.config.delivery.offer_timeout
+        outgoing = self._documents.get(root)
+        total = len(outgoing.document.blocks) if outgoing else served
+        entry = self._entries[key]
+        if entry.state.in_flight:
+            self._entries[key] = advance_outbox(
+                entry, BlocksServed(self._ctx.clock.now_ms(), min(served, total), total)
+            )
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                now = self._ctx.clock.now_ms()
+                while self._timers and self._timers[0][0] <= now:
+                    _, key = heapq.heappop(self._timers)
+                    self._fire(key, now, nursery)
+                wait = (self._timers[0][0] - now) / 1000 if self._timers else float("inf")
+                with trio.move_on_after(wait):
+                    await self._wakeup.wait()
+                self._wakeup = trio.Event()
+
+    def _fire(self, key: tuple[Cid, AgencyCode], now: int, nursery: trio.Nursery) -> None:
+        entry = self._entries.get(key)
+        if entry is None or entry.state.terminal:
+            return
+        if now >= entry.deadline:
+            if key not in self._running:
+                nursery.start_soon(self._expire, key)
+            return
+        due = entry.next_at if entry.state is OutboxState.RETRY_WAIT else 0
+        if (
+            entry.state in (OutboxState.QUEUED, OutboxState.RETRY_WAIT)
+            and due <= now
+            and key not in self._running
+        ):
+            self._running.add(key)
+            nursery.start_soon(self._attempt, key)
+
+    async def _expire(self, key: tuple[Cid, AgencyCode]) -> None:
+        entry = advance_outbox(self._entries[key], DeadlinePassed(self._ctx.clock.now_ms()))
+        await self._save(key, entry)
+        log.warning("delivery of %s to %s failed: %s", key[0], key[1], entry.last_error)
+
+    async def _save(self, key: tuple[Cid, AgencyCode], entry: OutboxEntry) -> None:
+        await self._ctx.store.write([PutRecord(OUTBOX, outbox_key(*key), entry.to_value())])
+        self._entries[key] = entry
+        self._notify(key[0])
+
+    async def _attempt(self, key: tuple[Cid, AgencyCode]) -> None:
+        ctx = self._ctx
+        root, recipient = key
+        try:
+            async with self._slots:
+                entry = advance_outbox(self._entries[key], AttemptStarted(ctx.clock.now_ms()))
+                self._entries[key] = entry
+                self._served[key] = 0
+                self.attempts += 1
+                try:
+                    receipt = await self._deliver(root, recipient)
+                except (P2pdocError, trio.TooSlowError) as exc:
+                    reason = _describe(exc)
+                    permanent = isinstance(exc, _Refused)
+                    now = ctx.clock.now_ms()
+                    retry_at = (
+                        None
+                        if permanent
+                        else ctx.config.delivery.retry.retry_at(entry.attempts, now, ctx.rng)
+                    )
+                    entry = advance_outbox(self._entries[key], AttemptFailed(now, reason, retry_at))
+                    log.info(
+                        "attempt %d of %s to %s failed: %s", entry.attempts, root, recipient, reason
+                    )
+                else:
+                    entry = advance_outbox(
+                        self._entries[key], ReceiptAccepted(ctx.clock.now_ms(), receipt)
+                    )
+                await self._save(key, entry)
+                if entry.state is OutboxState.RETRY_WAIT:
+                    heapq.heappush(self._timers, (entry.next_at, key))
+                    self._wakeup.set()
+        finally:
+            self._running.discard(key)
+            self._served.pop(key, None)
+
+    async def _outgoing(self, root: Cid) -> _Outgoing:
+        outgoing = self._documents.get(root)
+        if outgoing is None:
+            record = await self._ctx.store.get_document(root)
+            blocks = tuple(sorted(await self._ctx.store.pinned(doc_owner(root))))
+            manifest = Manifest.decode(record.manifest, expected=root)
+            document = Document(
+                manifest, record.manifest, record.signatures, blocks, manifest.total_size
+            )
+            outgoing = self._documents[root] = _Outgoing.of(document)
+        return outgoing
+
+    async def _deliver(self, root: Cid, recipient: AgencyCode) -> bytes:
+        ctx = self._ctx
+        outgoing = await self._outgoing(root)
+        node = ctx.directory.lookup(recipient)
+        session = await self._sessions.get(node.peer)
+        if session.peer.agency != recipient:
+            raise _Refused(
+                f"node {node.peer} is certified for {session.peer.agency}, not {recipient}"
+            )
+        inline = await outgoing.inline_blocks(ctx)
+        providers = []
+        for holder in self.recipients_holding(root)[: ctx.config.delivery.max_providers]:
+            try:
+                providers.append(ctx.directory.lookup(holder).peer)
+            except NetworkError:
+                continue
+        key = (root, recipient)
+        with trio.CancelScope(
+            deadline=trio.current_time() + ctx.config.delivery.offer_timeout
+        ) as scope:
+            self._progress[key] = scope
+            try:
+                result = await session.offer(
+                    outgoing.document.manifest_bytes,
+                    outgoing.document.signatures,
+                    inline,
+                    providers,
+                )
+            finally:
+                self._progress.pop(key, None)
+        if scope.cancelled_caught:
+            raise trio.TooSlowError(f"no progress for {ctx.config.delivery.offer_timeout} s")
+        if result.outcome is OfferOutcome.REJECTED:
+            raise _Refused(result.reason or "refused")
+        if result.outcome is OfferOutcome.RETRY:
+            raise _Temporary(result.reason or "recipient asked to retry later")
+        assert result.receipt is not None
+        self._check_receipt(result.receipt, outgoing.document, recipient, session.peer.peer)
+        return result.receipt
+
+    def _check_receipt(
+        self, data: bytes, document: Document, recipient: AgencyCode, peer: object
+    ) -> None:
+        try:
+            verified = verify_evidence(data, self._ctx.trust)
+            receipt = Receipt.decode(verified.evidence.body)
+        except (DecodeError, VerificationError) as exc:
+            raise ReceiptInvalid(f"receipt from {recipient} does not verify: {exc}") from exc
+        expected = {
+            "root": document.root,
+            "recipient": recipient,
+            "sender": self._ctx.agency,
+            "document_id": document.envelope.document_id,
+            "files": tuple(f.cid for f in document.manifest.files),
+            "signatures_digest": hashlib.sha256(document.signatures).digest(),
+            "node": peer,
+        }
+        for name, value in expected.items():
+            if getattr(receipt, name) != value:
+                raise ReceiptInvalid(
+                    f"receipt from {recipient} names another {name.replace('_', ' ')}"
+                )
+        if verified.signer != recipient:
+            raise ReceiptInvalid(f"receipt for {recipient} signed by {verified.signer}")
+
+
+class _Refused(ProtocolError):
+    """The recipient refused for good: do not retry."""
+
+
+class _Temporary(ProtocolError):
+    """The recipient asked for a retry later."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, trio.TooSlowError):
+        return f"timed out: {exc}" if str(exc) else "timed out"
+    if isinstance(exc, NetworkError):
+        return f"unreachable: {exc}"
+    return str(exc) or type(exc).__name__
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A document being sent, with its inline blocks once read."""
+
+    document: Document
+    inline: list[tuple[Cid, bytes]] | None = None
+
+    @classmethod
+    def of(cls, document: Document) -> _Outgoing:
+        return cls(document)
+
+    async def inline_blocks(self, ctx: NodeContext) -> list[tuple[Cid, bytes]]:
+        if self.inline is None:
+            limit = ctx.config.delivery.inline_limit
+            blocks: list[tuple[Cid, bytes]] = []
+            if self.document.size > limit:
+                self.inline = blocks
+                return blocks
+            total = 0
+            for cid in self.document.blocks:
+                data = await ctx.store.get_block(cid)
+                total += len(data)
+                if total > limit:
+                    blocks = []
+                    break
+                blocks.append((cid, data))
+            self.inline = blocks
+        return self.inline
