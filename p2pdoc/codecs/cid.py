@@ -54,10 +54,11 @@ class Multicodec(enum.IntEnum):
 class Cid:
     """A CIDv1 over a sha2-256 digest. Immutable, hashable, ordered by its bytes."""
 
-    __slots__ = ("_bytes", "_codec")
+    __slots__ = ("_bytes", "_codec", "_text")
 
     _bytes: bytes
     _codec: Multicodec
+    _text: str | None
 
     def __init__(self, codec: Multicodec, digest: bytes) -> None:
         if len(digest) != _DIGEST_SIZE:
@@ -69,6 +70,7 @@ class Cid:
             "_bytes",
             b"\x01" + varint_encode(codec) + bytes([_SHA2_256, _DIGEST_SIZE]) + digest,
         )
+        object.__setattr__(self, "_text", None)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Cid is immutable")
@@ -144,7 +146,11 @@ class Cid:
         return self._bytes
 
     def __str__(self) -> str:
-        return multibase_encode_base32(self._bytes)
+        text = self._text
+        if text is None:
+            text = multibase_encode_base32(self._bytes)
+            object.__setattr__(self, "_text", text)
+        return text
 
     def __repr__(self) -> str:
         text = str(self)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -34,6 +35,7 @@ from p2pdoc.delivery.states import (
 from p2pdoc.errors import (
     DecodeError,
     InvalidValue,
+    LocalProtocolError,
     NetworkError,
     NotFound,
     P2pdocError,
@@ -54,6 +56,8 @@ __all__ = ["Document", "FileSource", "Sender"]
 log = logging.getLogger(__name__)
 
 OUTBOX = "outbox"
+_KEEP_FINISHED = 10_000
+"""Finished documents whose entries stay in memory (older ones are read from the store)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +78,11 @@ class Document:
     signatures: bytes
     blocks: tuple[Cid, ...]
     size: int
+    root: Cid = field(init=False)
+    """The manifest block's CID: the document version's identity."""
 
-    @property
-    def root(self) -> Cid:
-        return Cid.of(Multicodec.DAG_CBOR, self.manifest_bytes)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Cid.of(Multicodec.DAG_CBOR, self.manifest_bytes))
 
     @property
     def envelope(self) -> Envelope:
@@ -94,7 +99,10 @@ class Sender:
     def __init__(self, ctx: NodeContext, sessions: Sessions) -> None:
         self._ctx = ctx
         self._sessions = sessions
-        self._entries: dict[tuple[Cid, AgencyCode], OutboxEntry] = {}
+        # Unfinished deliveries by document, plus the most recently finished documents (the
+        # rest is in the store): memory stays bounded however long the node runs.
+        self._by_root: dict[Cid, dict[AgencyCode, OutboxEntry]] = {}
+        self._finished: OrderedDict[Cid, None] = OrderedDict()
         self._documents: dict[Cid, _Outgoing] = {}
         self._timers: list[tuple[int, tuple[Cid, AgencyCode]]] = []
         self._wakeup = trio.Event()
@@ -164,7 +172,7 @@ class Sender:
         fresh: list[tuple[AgencyCode, OutboxEntry]] = []
         for recipient in document.envelope.recipient_codes:
             key = (root, recipient)
-            if key in self._entries or await self._load(root, recipient) is not None:
+            if self._get(key) is not None or await self._load(root, recipient) is not None:
                 continue
             entry = OutboxEntry(
                 deadline=until, updated_at=now, history=((now, OutboxState.QUEUED.value, "queued"),)
@@ -182,9 +190,7 @@ class Sender:
             value = await self._ctx.store.get_record(OUTBOX, outbox_key(root, recipient))
         except NotFound:
             return None
-        entry = OutboxEntry.from_value(value)
-        self._entries.setdefault((root, recipient), entry)
-        return entry
+        return OutboxEntry.from_value(value)
 
     async def resume(self) -> int:
         """Load every unfinished outbox entry (after a start or a crash). Returns how many."""
@@ -200,7 +206,6 @@ class Sender:
                 if entry.state.in_flight:
                     # The attempt died with the process: it is due again now.
                     entry = replace(entry, state=OutboxState.RETRY_WAIT, next_at=1)
-                self._entries[(Cid.parse(root_text), AgencyCode(code))] = entry
                 if not entry.state.terminal:
                     self._track(Cid.parse(root_text), AgencyCode(code), entry)
                     count += 1
@@ -208,7 +213,7 @@ class Sender:
 
     def _track(self, root: Cid, recipient: AgencyCode, entry: OutboxEntry) -> None:
         key = (root, recipient)
-        self._entries[key] = entry
+        self._set(key, entry)
         due = entry.next_at if entry.state is OutboxState.RETRY_WAIT else 0
         heapq.heappush(self._timers, (due, key))
         heapq.heappush(self._timers, (entry.deadline, key))
@@ -216,17 +221,42 @@ class Sender:
 
     # -- observing ----------------------------------------------------------------------
 
+    def _get(self, key: tuple[Cid, AgencyCode]) -> OutboxEntry | None:
+        return self._by_root.get(key[0], {}).get(key[1])
+
+    def _current(self, key: tuple[Cid, AgencyCode]) -> OutboxEntry:
+        entry = self._get(key)
+        if entry is None:
+            raise LocalProtocolError(f"no outbox entry for {key[0]} to {key[1]} in memory")
+        return entry
+
+    def _set(self, key: tuple[Cid, AgencyCode], entry: OutboxEntry) -> None:
+        root = key[0]
+        entries = self._by_root.setdefault(root, {})
+        entries[key[1]] = entry
+        if all(e.state.terminal for e in entries.values()):
+            self._finished[root] = None
+            self._finished.move_to_end(root)
+            while len(self._finished) > _KEEP_FINISHED:
+                old, _ = self._finished.popitem(last=False)
+                self._by_root.pop(old, None)
+                self._documents.pop(old, None)
+        else:
+            self._finished.pop(root, None)
+
     def entries(self, root: Cid) -> dict[AgencyCode, OutboxEntry]:
-        return {r: e for (d, r), e in self._entries.items() if d == root}
+        """The recipients' entries for ``root`` held in memory (unfinished or recent)."""
+        return dict(self._by_root.get(root, {}))
 
     async def load_entries(self, root: Cid) -> dict[AgencyCode, OutboxEntry]:
-        """Every recipient's outbox entry for ``root``, from the store."""
-        out = {}
+        """Every recipient's outbox entry for ``root``: memory first, then the store."""
+        out = self.entries(root)
         for key, value in await self._ctx.store.list_records(
             OUTBOX, prefix=f"{root}|", limit=10_000
         ):
             code = AgencyCode(key.split("|")[1])
-            out[code] = self._entries.get((root, code)) or OutboxEntry.from_value(value)
+            if code not in out:
+                out[code] = OutboxEntry.from_value(value)
         return out
 
     async def wait_changed(self, root: Cid) -> None:
@@ -239,14 +269,14 @@ class Sender:
             event.set()
 
     def recipients_holding(self, root: Cid) -> list[AgencyCode]:
-        return [
-            r
-            for (d, r), e in self._entries.items()
-            if d == root and e.state is OutboxState.DELIVERED
-        ]
+        entries = self._by_root.get(root, {})
+        return [r for r, e in entries.items() if e.state is OutboxState.DELIVERED]
 
-    def knows(self, root: Cid, recipient: AgencyCode) -> bool:
-        return (root, recipient) in self._entries
+    async def knows(self, root: Cid, recipient: AgencyCode) -> bool:
+        """Whether ``root`` was sent to ``recipient`` from here."""
+        if self._get((root, recipient)) is not None:
+            return True
+        return await self._load(root, recipient) is not None
 
     def blocks_served(self, root: Cid, recipient: AgencyCode, count: int) -> None:
         """The block server sent ``count`` blocks of ``root`` to ``recipient``."""
@@ -260,11 +290,10 @@ class Sender:
             scope.deadline = trio.current_time() + self._ctx.config.delivery.offer_timeout
         outgoing = self._documents.get(root)
         total = len(outgoing.document.blocks) if outgoing else served
-        entry = self._entries[key]
-        if entry.state.in_flight:
-            self._entries[key] = advance_outbox(
-                entry, BlocksServed(self._ctx.clock.now_ms(), min(served, total), total)
-            )
+        entry = self._get(key)
+        if entry is not None and entry.state.in_flight:
+            served_event = BlocksServed(self._ctx.clock.now_ms(), min(served, total), total)
+            self._set(key, advance_outbox(entry, served_event))
 
     # -- scheduling ---------------------------------------------------------------------
 
@@ -282,7 +311,7 @@ class Sender:
                 self._wakeup = trio.Event()
 
     def _fire(self, key: tuple[Cid, AgencyCode], now: int, nursery: trio.Nursery) -> None:
-        entry = self._entries.get(key)
+        entry = self._get(key)
         if entry is None or entry.state.terminal:
             return
         if now >= entry.deadline:
@@ -299,13 +328,13 @@ class Sender:
             nursery.start_soon(self._attempt, key)
 
     async def _expire(self, key: tuple[Cid, AgencyCode]) -> None:
-        entry = advance_outbox(self._entries[key], DeadlinePassed(self._ctx.clock.now_ms()))
+        entry = advance_outbox(self._current(key), DeadlinePassed(self._ctx.clock.now_ms()))
         await self._save(key, entry)
         log.warning("delivery of %s to %s failed: %s", key[0], key[1], entry.last_error)
 
     async def _save(self, key: tuple[Cid, AgencyCode], entry: OutboxEntry) -> None:
         await self._ctx.store.write([PutRecord(OUTBOX, outbox_key(*key), entry.to_value())])
-        self._entries[key] = entry
+        self._set(key, entry)
         self._notify(key[0])
 
     async def _attempt(self, key: tuple[Cid, AgencyCode]) -> None:
@@ -313,8 +342,8 @@ class Sender:
         root, recipient = key
         try:
             async with self._slots:
-                entry = advance_outbox(self._entries[key], AttemptStarted(ctx.clock.now_ms()))
-                self._entries[key] = entry
+                entry = advance_outbox(self._current(key), AttemptStarted(ctx.clock.now_ms()))
+                self._set(key, entry)
                 self._served[key] = 0
                 self.attempts += 1
                 try:
@@ -328,13 +357,13 @@ class Sender:
                         if permanent
                         else ctx.config.delivery.retry.retry_at(entry.attempts, now, ctx.rng)
                     )
-                    entry = advance_outbox(self._entries[key], AttemptFailed(now, reason, retry_at))
+                    entry = advance_outbox(self._current(key), AttemptFailed(now, reason, retry_at))
                     log.info(
                         "attempt %d of %s to %s failed: %s", entry.attempts, root, recipient, reason
                     )
                 else:
                     entry = advance_outbox(
-                        self._entries[key], ReceiptAccepted(ctx.clock.now_ms(), receipt)
+                        self._current(key), ReceiptAccepted(ctx.clock.now_ms(), receipt)
                     )
                 await self._save(key, entry)
                 if entry.state is OutboxState.RETRY_WAIT:

@@ -17,7 +17,7 @@ Both sides keep trails under ``status-log`` keys ``"<root>|<reporter>|<seq, 8 di
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -269,7 +269,10 @@ class StatusDesk:
     # -- sender side --------------------------------------------------------------------
 
     async def receive(
-        self, session: Session, request: PushStatus, is_recipient: Callable[[Cid, AgencyCode], bool]
+        self,
+        session: Session,
+        request: PushStatus,
+        is_recipient: Callable[[Cid, AgencyCode], Awaitable[bool]],
     ) -> Ack:
         """Verify and keep a pushed report.
 
@@ -284,7 +287,9 @@ class StatusDesk:
             raise StatusTrailBroken(f"status report does not verify: {exc}") from exc
         if verified.signer != report.reporter or report.node != verified.evidence.peer:
             raise StatusTrailBroken("status report signed by another agency or node than it names")
-        if report.sender != self._ctx.agency or not is_recipient(report.root, report.reporter):
+        if report.sender != self._ctx.agency or not await is_recipient(
+            report.root, report.reporter
+        ):
             raise StatusTrailBroken(
                 f"no document {report.root} was sent to {report.reporter} from here"
             )
