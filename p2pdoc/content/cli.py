@@ -4,7 +4,7 @@ Commands::
 
     python -m p2pdoc cid FILE...              print "<cid>  <file>" per file ("-" = stdin)
     python -m p2pdoc export FILE DIR          write FILE's blocks into DIR, print its CID
-    python -m p2pdoc verify DIR [--root CID]  check DIR's blocks (and the file DAG of CID)
+    python -m p2pdoc verify DIR [--root CID]  check DIR's blocks (and the file or document CID)
 
 A block directory holds one regular file per block, named by the block's CID in its canonical
 text form (multibase base32 lower, ``b...``), containing exactly the block's bytes. Names
@@ -23,10 +23,14 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from p2pdoc.codecs.cid import Cid
+import trio
+
+from p2pdoc.codecs.cid import Cid, Multicodec
+from p2pdoc.content.documents import verify_document
 from p2pdoc.content.unixfs import (
     CHUNK_SIZE,
     Block,
@@ -183,6 +187,19 @@ def _check_dag(directory: Path, root: Cid, limits: DagLimits) -> tuple[int, int,
     return walker.file_size, walker.blocks_received, len(distinct)
 
 
+def _check_document(directory: Path, root: Cid, limits: DagLimits) -> tuple[int, int]:
+    """Verify the document whose manifest is ``root``. Returns (files, distinct blocks)."""
+
+    async def get_block(cid: Cid) -> bytes:
+        return _read_block(directory, cid, limits.max_block_size)
+
+    try:
+        verified = trio.run(partial(verify_document, limits=limits), root, get_block)
+    except P2pdocError as exc:
+        raise _Failure(f"document {root}: {exc}") from exc
+    return len(verified.manifest.files), len(verified.blocks)
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     limits = DagLimits()
@@ -204,11 +221,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     summary = f"{count} blocks match their CIDs"
     if root is not None:
         try:
-            size, _, distinct = _check_dag(directory, root, limits)
+            if root.codec is Multicodec.DAG_CBOR:
+                files, distinct = _check_document(directory, root, limits)
+                summary += f"; document {root} is complete: {files} files in {distinct} blocks"
+            else:
+                size, _, distinct = _check_dag(directory, root, limits)
+                summary += f"; file {root} is complete: {size} bytes in {distinct} blocks"
         except _Failure as exc:
             _report("verify", str(exc))
             return 1
-        summary += f"; file {root} is complete: {size} bytes in {distinct} blocks"
     if status == 0:
         print(f"ok: {summary}")
     return status
@@ -234,7 +255,11 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="check a block directory (and with --root, that a file DAG is complete)"
     )
     verify.add_argument("dir", metavar="DIR")
-    verify.add_argument("--root", metavar="CID", help="the file whose whole DAG must be present")
+    verify.add_argument(
+        "--root",
+        metavar="CID",
+        help="a file, or a document (its manifest CID), whose whole DAG must be present",
+    )
     verify.set_defaults(run=_cmd_verify)
     return parser
 

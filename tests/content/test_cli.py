@@ -150,14 +150,14 @@ def test_verify_rejects_files_not_named_by_a_cid(tmp_path: Path) -> None:
     assert f"{upper.name}: not the canonical name of {leaves[0].name}" in result.stderr
 
 
-def test_verify_reports_a_root_that_is_not_a_unixfs_file(tmp_path: Path) -> None:
+def test_verify_reports_a_dag_cbor_root_that_is_not_a_document(tmp_path: Path) -> None:
     blocks, _, _ = _exported(tmp_path)
     manifest = cbor.encode({"files": []})
     cid = Cid.of(Multicodec.DAG_CBOR, manifest)
     (blocks / str(cid)).write_bytes(manifest)
     result = _run("verify", str(blocks), "--root", str(cid))
     assert result.returncode == 1
-    assert f"{cid} is a dag_cbor block, not part of a UnixFS file" in result.stderr
+    assert f"document {cid}: invalid manifest" in result.stderr
 
 
 def test_verify_reports_bad_arguments(tmp_path: Path) -> None:

@@ -1,0 +1,111 @@
+"""Documents as blocks: build a document version from files, verify one from its blocks.
+
+A document version is its manifest block (dag-cbor; see :mod:`p2pdoc.model.manifest`) plus
+the UnixFS DAG of each file it lists. :func:`build_document` imports the files into a store and
+builds the manifest; :func:`verify_document` checks a document held as blocks (received,
+restored from a backup, exported to a directory) from its root CID alone: the manifest hashes
+to the root and is well formed, every block of every file hashes to its CID, and every file's
+DAG holds exactly the number of bytes the manifest declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from p2pdoc.codecs.cid import Cid, Multicodec
+from p2pdoc.content.unixfs import DagLimits, DagWalker, GetBlock, ImportSource, import_file
+from p2pdoc.errors import ContentMismatch
+from p2pdoc.model.envelope import Envelope
+from p2pdoc.model.manifest import FileEntry, Manifest
+from p2pdoc.store.base import Pin, PutBlock, Store
+
+__all__ = ["BuiltDocument", "NamedFile", "VerifiedDocument", "build_document", "verify_document"]
+
+
+class NamedFile(Protocol):
+    """A file to attach: its name, media type and bytes."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def media_type(self) -> str: ...
+
+    @property
+    def source(self) -> ImportSource: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltDocument:
+    """A document version whose blocks are in the store, pinned by the owner given."""
+
+    manifest: Manifest
+    manifest_bytes: bytes
+    root: Cid
+
+
+async def build_document(
+    envelope: Envelope, files: Sequence[NamedFile], store: Store, *, pin: str
+) -> BuiltDocument:
+    """Import ``files`` into ``store`` and store the manifest block, all pinned by ``pin``.
+
+    The document is then one DAG under its root: the manifest block links every file.
+
+    Raises:
+        InvalidValue: a file name or media type is invalid, or two files share a name.
+        StoreError: the store failed; blocks already written stay pinned by ``pin``.
+    """
+    entries = []
+    for file in files:
+        result = await import_file(file.source, store, pin=pin)
+        entries.append(
+            FileEntry(name=file.name, media_type=file.media_type, size=result.size, cid=result.root)
+        )
+    manifest = Manifest(envelope=envelope, files=tuple(entries))
+    data = manifest.encode()
+    root = Cid.of(Multicodec.DAG_CBOR, data)
+    await store.write([PutBlock(root, data, verified=True), Pin(pin, (root,))])
+    return BuiltDocument(manifest, data, root)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedDocument:
+    """A document whose every block was checked: its manifest and the CIDs of all blocks."""
+
+    manifest: Manifest
+    blocks: tuple[Cid, ...]
+
+
+async def verify_document(
+    root: Cid, get_block: GetBlock, *, limits: DagLimits = DagLimits()
+) -> VerifiedDocument:
+    """Verify a document version held as blocks, from its root CID.
+
+    Args:
+        root: the manifest's CID.
+        get_block: fetches a block by CID (the manifest block included); its errors, such as
+            :class:`~p2pdoc.errors.NotFound` for a missing block, propagate.
+
+    Raises:
+        ContentMismatch: a block does not hash to its CID, or a file holds another number of
+            bytes than the manifest says (the message names the CID).
+        DecodeError: the manifest or a file node is malformed.
+        LimitExceeded: a file DAG is over ``limits``.
+    """
+    manifest = Manifest.decode(await get_block(root), expected=root)
+    seen: dict[Cid, None] = {root: None}
+    for entry in manifest.files:
+        walker = DagWalker(entry.cid, limits=limits)
+        while not walker.done:
+            for cid in walker.next_wanted(64):
+                walker.receive(cid, await get_block(cid))
+                seen[cid] = None
+        if walker.file_size != entry.size:
+            raise ContentMismatch(
+                str(entry.cid),
+                f"file {entry.name!r} holds {walker.file_size} bytes; the manifest says "
+                f"{entry.size}",
+            )
+    return VerifiedDocument(manifest, tuple(seen))
