@@ -209,7 +209,14 @@ class Mesh:
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[Mesh]:
-        """Start every agency's node; stop them all on exit."""
+        """Start every agency's node; stop them all on exit.
+
+        On the memory network, the run is reproducible: keys, certificates, the router's
+        faults and retry jitter all derive from the seed, and trio's scheduler (which shuffles
+        tasks that wake together, on purpose) is seeded too.
+        """
+        if self.transport == "memory":
+            _seed_trio_scheduler(self.seed)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for agency in self.agencies.values():
@@ -284,3 +291,18 @@ class Mesh:
     async def restart(self, agency: Agency | AgencyCode | str) -> Node:
         await self.crash(agency)
         return await self.start(agency)
+
+
+def _seed_trio_scheduler(seed: int) -> None:
+    """Make trio's choice of which ready task runs first reproducible.
+
+    trio randomises the order of tasks that become ready together, to shake out ordering bugs,
+    from a module-level ``random.Random`` that it otherwise exposes only to Hypothesis (which
+    seeds it for the same reason). Seeding it makes a simulation with a given seed repeat
+    exactly; with a trio that has no such generator, runs are reproducible only in
+    distribution.
+    """
+    scheduler_random = getattr(getattr(trio, "_core", None), "_run", None)
+    generator = getattr(scheduler_random, "_r", None)
+    if isinstance(generator, random.Random):
+        generator.seed(f"p2pdoc-simulation:{seed}")
