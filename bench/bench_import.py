@@ -42,6 +42,7 @@ import trio
 from p2pdoc.codecs.cid import Cid, Multicodec
 from p2pdoc.content import CHUNK_SIZE, import_file
 from p2pdoc.content.unixfs import DEFAULT_BATCH_BYTES
+from p2pdoc.errors import NotFound
 from p2pdoc.store.base import DocumentRecord, Pin, PutBlock, Store, WriteOp
 
 PIECE = 1024 * 1024 - 4099
@@ -88,7 +89,7 @@ class SinkStore(Store):
         await trio.lowlevel.checkpoint()
 
     async def get_block(self, cid: Cid) -> bytes:
-        raise NotImplementedError
+        raise NotFound(f"the sink keeps no blocks: {cid}")
 
     async def has_blocks(self, cids: Sequence[Cid]) -> list[bool]:
         return [False] * len(cids)
@@ -103,7 +104,7 @@ class SinkStore(Store):
         return 0
 
     async def get_document(self, root: Cid) -> DocumentRecord:
-        raise NotImplementedError
+        raise NotFound(f"the sink keeps no documents: {root}")
 
     async def find_documents(self, document_id: str) -> list[DocumentRecord]:
         return []
@@ -114,7 +115,7 @@ class SinkStore(Store):
         return []
 
     async def get_record(self, table: str, key: str) -> Any:
-        raise NotImplementedError
+        raise NotFound(f"the sink keeps no records: {table}/{key}")
 
     async def list_records(
         self, table: str, *, prefix: str = "", after: str | None = None, limit: int = 1000

@@ -31,6 +31,7 @@ changed between releases, so the construction above uses long-stable primitives 
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -148,7 +149,7 @@ def sealed_size(plaintext_size: int) -> int:
     return plaintext_size + segments * TAG_SIZE
 
 
-class _Segmenter:
+class _Segmenter(abc.ABC):
     """Cuts a stream into fixed-size segments and hands each to :meth:`_process`, knowing
     for each whether it is the last one (a segment is processed as non-final only once a
     later byte has arrived).
@@ -169,8 +170,9 @@ class _Segmenter:
         self._segment = 0
         self._done = False
 
+    @abc.abstractmethod
     def _process(self, data: memoryview, last: bool) -> bytes:
-        raise NotImplementedError
+        """Seal or open one segment."""
 
     def _next(self, data: memoryview, last: bool) -> bytes:
         out = self._process(data, last)
