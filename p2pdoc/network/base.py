@@ -32,16 +32,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
 
 import trio
 
 from p2pdoc.model.ids import PeerId
-
-if TYPE_CHECKING:
-    # libp2p depends on trio-typing, whose trio-stubs shadow trio's own annotations for
-    # mypy; TaskStatus lives in trio_typing there (and in trio itself at run time).
-    from trio_typing import TaskStatus
 
 __all__ = ["Network", "StreamHandler"]
 
@@ -105,7 +99,7 @@ class Network(abc.ABC):
         """Peers with an open connection now."""
 
     @abc.abstractmethod
-    async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and dispatch incoming streams until cancelled.
 
         Calls ``task_status.started()`` once listening (so ``await nursery.start(net.serve)``

@@ -52,7 +52,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, cast
+from typing import Final, cast
 
 import multiaddr  # type: ignore[import-untyped]
 import trio
@@ -85,9 +85,6 @@ from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from p2pdoc.errors import ConfigError, InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
 from p2pdoc.network.base import Network, StreamHandler
-
-if TYPE_CHECKING:
-    from trio_typing import TaskStatus
 
 __all__ = [
     "SECURITY_PROTOCOLS",
@@ -748,7 +745,7 @@ class Libp2pNetwork(Network):
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
 
-    async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on ``config.listen_multiaddr`` and dispatch streams until cancelled.
 
         On cancellation cancels running handlers, then closes every connection (concurrently,
@@ -776,7 +773,7 @@ class Libp2pNetwork(Network):
         if not listening:
             raise NetworkError(f"cannot listen on {self._config.listen_multiaddr}")
 
-    async def _run_host(self, stop: trio.Event, *, task_status: TaskStatus[bool]) -> None:
+    async def _run_host(self, stop: trio.Event, *, task_status: trio.TaskStatus[bool]) -> None:
         """Run the host until ``stop``; ``started(False)`` (and return) if it cannot listen."""
         with trio.CancelScope(shield=True) as host_scope:
             async with self._host.run([multiaddr.Multiaddr(self._config.listen_multiaddr)]):

@@ -43,16 +43,13 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 
 from p2pdoc.errors import InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
 from p2pdoc.network.base import Network, StreamHandler
-
-if TYPE_CHECKING:
-    from trio_typing import TaskStatus
 
 __all__ = ["Faults", "MemoryNetwork", "MemoryRouter", "RouterStats", "memory_addr"]
 
@@ -740,7 +737,7 @@ class MemoryNetwork(Network):
             conn.break_("disconnected")
         await trio.lowlevel.checkpoint()
 
-    async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Attach to the router and dispatch streams until cancelled.
 
         On cancellation breaks every connection of this node and cancels its handlers.
