@@ -31,13 +31,14 @@ Contract:
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import trio
 
 from p2pdoc.model.ids import PeerId
 
-__all__ = ["Network", "StreamHandler"]
+__all__ = ["ExclusiveSending", "Network", "StreamHandler"]
 
 StreamHandler = Callable[[PeerId, trio.abc.Stream], Awaitable[None]]
 """Called in a task owned by the network for each incoming stream of a protocol.
@@ -109,3 +110,25 @@ class Network(abc.ABC):
         Raises:
             NetworkError: already served, or the listen address could not be used.
         """
+
+
+class ExclusiveSending:
+    """The sending-side checks every stream adapter makes, as trio's streams do: a closed
+    stream raises :class:`trio.ClosedResourceError`, a second concurrent sender
+    :class:`trio.BusyResourceError`."""
+
+    _closed: bool
+    _sending: bool
+
+    @contextmanager
+    def _exclusive_send(self) -> Iterator[None]:
+        """Hold the sending side for one ``send_all`` / ``wait_send_all_might_not_block``."""
+        if self._closed:
+            raise trio.ClosedResourceError("stream was closed")
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            yield
+        finally:
+            self._sending = False

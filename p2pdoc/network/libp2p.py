@@ -50,7 +50,7 @@ import logging
 import operator
 import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -84,7 +84,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 
 from p2pdoc.errors import ConfigError, InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
-from p2pdoc.network.base import Network, StreamHandler
+from p2pdoc.network.base import ExclusiveSending, Network, StreamHandler
 
 __all__ = [
     "SECURITY_PROTOCOLS",
@@ -268,7 +268,7 @@ class _Terminal(Exception):
         self.clean = clean
 
 
-class _Libp2pStream(trio.abc.Stream):
+class _Libp2pStream(ExclusiveSending, trio.abc.Stream):
     """A libp2p Yamux stream as a :class:`trio.abc.Stream`.
 
     Reads wait on Yamux's per-stream buffer and event (so waiting is cancellable without
@@ -391,12 +391,7 @@ class _Libp2pStream(trio.abc.Stream):
             trio.BusyResourceError: another task is sending on this stream.
         """
         await trio.lowlevel.checkpoint()
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        self._sending = True
-        try:
+        with self._exclusive_send():
             if self._broken:
                 raise self._fail()
             view = memoryview(data).cast("B")
@@ -416,8 +411,6 @@ class _Libp2pStream(trio.abc.Stream):
                     await self._abort_connection()
                     raise self._fail()
                 view = view[size:]
-        finally:
-            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
         """Return once the peer's receive window has room (or the stream is over).
@@ -427,18 +420,8 @@ class _Libp2pStream(trio.abc.Stream):
             trio.BusyResourceError: another task is sending on this stream.
         """
         await trio.lowlevel.checkpoint()
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        self._sending = True
-        try:
-            with self._until_closed():
-                await self._wait_window()
-        except _Terminal:
-            return
-        finally:
-            self._sending = False
+        with self._exclusive_send(), suppress(_Terminal), self._until_closed():
+            await self._wait_window()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Up to ``max_bytes`` received bytes; ``b""`` after the peer's clean end of stream.

@@ -49,7 +49,7 @@ import trio
 
 from p2pdoc.errors import InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
-from p2pdoc.network.base import Network, StreamHandler
+from p2pdoc.network.base import ExclusiveSending, Network, StreamHandler
 
 __all__ = ["Faults", "MemoryNetwork", "MemoryRouter", "RouterStats", "memory_addr"]
 
@@ -391,7 +391,7 @@ class _Connection:
         logger.debug("memory connection %s broke: %s", self.label, reason)
 
 
-class _MemoryStream(trio.abc.Stream):
+class _MemoryStream(ExclusiveSending, trio.abc.Stream):
     """One end of a stream on a memory connection."""
 
     def __init__(self, conn: _Connection, outgoing: _Channel, incoming: _Channel) -> None:
@@ -432,12 +432,7 @@ class _MemoryStream(trio.abc.Stream):
             trio.BusyResourceError: another task is sending on this stream.
         """
         await trio.lowlevel.checkpoint()
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        self._sending = True
-        try:
+        with self._exclusive_send():
             router = self._conn.router
             view = memoryview(data).cast("B")
             while view:
@@ -451,8 +446,6 @@ class _MemoryStream(trio.abc.Stream):
                 out.in_flight += size
                 self._conn.schedule(out, bytes(view[:size]))
                 view = view[size:]
-        finally:
-            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
         """Return once the stream buffer has room (or the stream is broken).
@@ -462,12 +455,7 @@ class _MemoryStream(trio.abc.Stream):
             trio.BusyResourceError: another task is sending on this stream.
         """
         await trio.lowlevel.checkpoint()
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        self._sending = True
-        try:
+        with self._exclusive_send():
             router = self._conn.router
             out = self._out
             while (
@@ -477,8 +465,6 @@ class _MemoryStream(trio.abc.Stream):
             ):
                 with self._until_closed():
                     await out.space.park()
-        finally:
-            self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Up to ``max_bytes`` delivered bytes; ``b""`` after the peer's end of stream.
