@@ -8,9 +8,11 @@ edge with ``raise ... from exc`` so that nothing else escapes a public call::
     P2pdocError
     ├── InvalidValue                 a value breaks its own rules (agency code, document id,
     │   │                            CID text, envelope field); also a ValueError
-    │   └── ConfigError              a configuration key is missing or wrong
-    │       └── KeyFileError         a private key file cannot be used (permissions, wrong
-    │                                or missing passphrase, wrong key type, already exists)
+    │   ├── ConfigError              a configuration key is missing or wrong
+    │   │   └── KeyFileError         a private key file cannot be used (permissions, wrong
+    │   │                            or missing passphrase, wrong key type, already exists)
+    │   └── InvalidField             a field of a client's request is missing or wrong
+    │                                (the daemon's HTTP API); names the field
     ├── DecodeError                  bytes that do not decode (malformed, truncated,
     │   │                            non-canonical, unexpected type or tag)
     │   └── LimitExceeded            a declared or actual size over a configured limit
@@ -72,6 +74,7 @@ __all__ = [
     "DeadlineExceeded",
     "DecodeError",
     "DeliveryError",
+    "InvalidField",
     "InvalidValue",
     "KeyFileError",
     "LimitExceeded",
@@ -130,6 +133,23 @@ class KeyFileError(ConfigError):
     or wrong passphrase, another key type than expected, an existing file) and never any key
     material or passphrase. ``key`` is the file's path.
     """
+
+
+class InvalidField(InvalidValue):
+    """A field of a client's request is missing or wrong.
+
+    Attributes:
+        field: the field's path, e.g. ``"to[1]"`` or ``"signer.full_name"``.
+        problem: what is wrong with it.
+        code: a stable token for clients: ``missing_field``, ``invalid_field``,
+            ``unknown_field`` or ``unknown_agency``.
+    """
+
+    def __init__(self, field: str, problem: str, *, code: str = "invalid_field") -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+        self.code = code
 
 
 class DecodeError(P2pdocError):

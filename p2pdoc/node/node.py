@@ -28,7 +28,7 @@ import trio
 
 from p2pdoc.codecs.cid import Cid
 from p2pdoc.delivery.evidence import Evidence, Receipt, Staff, StatusCode, StatusReport
-from p2pdoc.delivery.states import InboxState, OutboxEntry, OutboxState
+from p2pdoc.delivery.states import InboxEntry, InboxState, OutboxEntry, OutboxState
 from p2pdoc.errors import LocalProtocolError, NotFound
 from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.ids import AgencyCode, PeerId
@@ -40,7 +40,7 @@ from p2pdoc.node.clock import Clock, TrioWallClock
 from p2pdoc.node.config import NodeConfig
 from p2pdoc.node.context import DocumentSigner, NodeContext, NodeCredentials, NodeTrust
 from p2pdoc.node.directory import PeerDirectory
-from p2pdoc.node.receiver import InboxCursor, Receiver
+from p2pdoc.node.receiver import INBOX_ORDER, InboxCursor, InboxItem, Receiver
 from p2pdoc.node.sender import Document, FileSource, Sender
 from p2pdoc.node.sessions import Sessions
 from p2pdoc.node.status import StatusDesk, StatusTrail
@@ -48,7 +48,36 @@ from p2pdoc.protocol.messages import Ack, GetBlocks, Offer, OfferResult, PushSta
 from p2pdoc.protocol.session import Session
 from p2pdoc.store.base import Store
 
-__all__ = ["Node", "SendHandle"]
+__all__ = ["Node", "PeerStatus", "SendHandle", "StatusListener"]
+
+StatusListener = Callable[[StatusReport], None]
+"""Called with each status report a recipient pushes to this node, once it is verified and
+kept (a replayed report may be passed again). Must not block or raise."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    """A peer as this node sees it: from the directory, a live session, or both.
+
+    Attributes:
+        agency: the agency code (certified when ``connected``; from the directory otherwise).
+        peer: the node's peer ID.
+        addrs: dialable addresses from the directory (empty if it is not listed).
+        listed: the directory names this node.
+        connected: an admitted session is live now.
+        agent: the peer's software, as it announced it at admission ("" if not connected).
+        bytes_sent: frame bytes sent over the live session (0 if not connected).
+        bytes_received: frame bytes received over the live session.
+    """
+
+    agency: AgencyCode
+    peer: PeerId
+    addrs: tuple[str, ...]
+    listed: bool
+    connected: bool
+    agent: str = ""
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +164,7 @@ class Node:
         self._blocks = BlockServer(self._ctx, self._sender.blocks_served)
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
+        self._status_listeners: list[StatusListener] = []
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -260,6 +290,105 @@ class Node:
         """Return when a new status report on ``root`` arrives."""
         await self._status.wait_changed(root)
 
+    def add_status_listener(self, listener: StatusListener) -> None:
+        """Call ``listener`` with every status report pushed to this node from now on."""
+        self._status_listeners.append(listener)
+
+    # -- queries (for daemons and dashboards) -------------------------------------------
+
+    async def sent_entries(self, root: Cid) -> dict[AgencyCode, OutboxEntry]:
+        """Every recipient's outbox entry for a document sent from here (empty if none)."""
+        return await self._sender.load_entries(root)
+
+    async def wait_delivery_change(self, root: Cid) -> None:
+        """Return when a recipient's persisted delivery state of ``root`` changes (an attempt
+        failed and waits for a retry, a receipt arrived, the delivery failed)."""
+        await self._sender.wait_changed(root)
+
+    def tracked_entries(self, root: Cid) -> dict[AgencyCode, OutboxEntry]:
+        """The recipients' entries of ``root`` held in memory, without waiting: every
+        unfinished delivery and the recently finished ones (else empty; see
+        :meth:`sent_entries`). Read it, then call :meth:`wait_delivery_change` without an
+        ``await`` in between, and no change is missed."""
+        return self._sender.entries(root)
+
+    def unfinished_deliveries(self) -> dict[Cid, dict[AgencyCode, OutboxState]]:
+        """Documents with at least one delivery neither DELIVERED nor FAILED, with every
+        recipient's current state (in-flight states included). Read from memory."""
+        out: dict[Cid, dict[AgencyCode, OutboxState]] = {}
+        for root, entries in self._sender._by_root.items():
+            if any(not e.state.terminal for e in entries.values()):
+                out[root] = {r: e.state for r, e in entries.items()}
+        return out
+
+    async def inbox_entry(self, root: Cid) -> InboxEntry | None:
+        """The inbox entry of a received (or still arriving) document, None if unknown."""
+        return await self._receiver.entry(root)
+
+    async def received(self, root: Cid) -> InboxItem:
+        """A received document, acknowledged or not.
+
+        Raises:
+            NotFound: no document ``root`` was received (or it is still arriving).
+        """
+        entry = await self._receiver.entry(root)
+        if entry is None or entry.state is InboxState.RECEIVING:
+            raise NotFound(f"no received document {root}")
+        return await self._receiver.item(root, entry)
+
+    async def pending_inbox(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> list[tuple[str, InboxItem]]:
+        """Stored, unacknowledged documents in arrival order without waiting: ``(cursor,
+        item)`` pairs; pass the last cursor as ``after`` for the next page."""
+        out: list[tuple[str, InboxItem]] = []
+        page = await self._ctx.store.list_records(INBOX_ORDER, after=after, limit=limit)
+        for key, value in page:
+            root = Cid.parse(str(value))
+            entry = await self._receiver.entry(root)
+            if entry is not None and entry.state is InboxState.STORED:
+                out.append((key, await self._receiver.item(root, entry)))
+        return out
+
+    async def ack(self, root: Cid) -> None:
+        """Mark a received document taken by the application (idempotent).
+
+        Raises:
+            NotFound: no such received document.
+        """
+        await self.received(root)
+        await self._receiver.ack(root)
+
+    def peers(self) -> list[PeerStatus]:
+        """Every peer in the directory or with a live session, ordered by agency code."""
+        live = {s.peer.peer: s for s in self._sessions.live()}
+        out: dict[PeerId, PeerStatus] = {}
+        for record in self._ctx.directory.records():
+            session = live.get(record.peer)
+            out[record.peer] = PeerStatus(
+                agency=session.peer.agency if session is not None else record.agency,
+                peer=record.peer,
+                addrs=record.addrs,
+                listed=True,
+                connected=session is not None,
+                agent=session.peer.agent if session is not None else "",
+                bytes_sent=session.bytes_sent if session is not None else 0,
+                bytes_received=session.bytes_received if session is not None else 0,
+            )
+        for peer, session in live.items():
+            if peer not in out:
+                out[peer] = PeerStatus(
+                    agency=session.peer.agency,
+                    peer=peer,
+                    addrs=(),
+                    listed=False,
+                    connected=True,
+                    agent=session.peer.agent,
+                    bytes_sent=session.bytes_sent,
+                    bytes_received=session.bytes_received,
+                )
+        return sorted(out.values(), key=lambda p: (str(p.agency), str(p.peer)))
+
     # -- health -------------------------------------------------------------------------
 
     def health(self) -> dict[str, object]:
@@ -287,7 +416,13 @@ class Node:
         return await self._receiver.offer(session, request)
 
     async def push_status(self, session: Session, request: PushStatus) -> Ack:
-        return await self._status.receive(session, request, self._sender.knows)
+        ack = await self._status.receive(session, request, self._sender.knows)
+        if self._status_listeners:
+            # Verified and kept by the status desk: decoding again cannot fail.
+            report = StatusReport.decode(Evidence.decode(request.report).body)
+            for listener in tuple(self._status_listeners):
+                listener(report)
+        return ack
 
     async def get_blocks(
         self, session: Session, request: GetBlocks, send: Callable[[Cid, bytes], Awaitable[None]]
