@@ -107,6 +107,21 @@ def _path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     return [*_path(index - k, leaves[k:]), _mth(leaves[:k])]
 
 
+def _all_paths(leaves: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """The tree head and every leaf's audit path, each subtree hashed once (n log n hashes,
+    where :func:`_path` per leaf would take n hashes each)."""
+    if len(leaves) == 1:
+        return leaves[0], [[]]
+    k = _split(len(leaves))
+    left, left_paths = _all_paths(leaves[:k])
+    right, right_paths = _all_paths(leaves[k:])
+    for path in left_paths:
+        path.append(right)
+    for path in right_paths:
+        path.append(left)
+    return _node(left, right), left_paths + right_paths
+
+
 def merkle_audit_path(index: int, bodies: Sequence[bytes]) -> list[bytes]:
     """The audit path proving ``bodies[index]`` is in the tree over ``bodies``."""
     if not 0 <= index < len(bodies):
@@ -260,8 +275,7 @@ def sign_batch(bodies: Sequence[bytes], signer: EvidenceSigner, signed_at: int) 
     """Sign ``bodies`` with one signature; returns each one's encoded evidence, in order."""
     if not 0 < len(bodies) <= MAX_BATCH:
         raise InvalidValue(f"a batch holds 1..{MAX_BATCH} records")
-    leaves = [_leaf(b) for b in bodies]
-    root = _mth(leaves)
+    root, paths = _all_paths([_leaf(b) for b in bodies])
     signature = signer.sign(_batch_payload(root, len(bodies), signed_at, signer.peer))
     chain = tuple(signer.chain)
     return [
@@ -269,7 +283,7 @@ def sign_batch(bodies: Sequence[bytes], signer: EvidenceSigner, signed_at: int) 
             body=body,
             index=i,
             size=len(bodies),
-            path=tuple(_path(i, leaves)),
+            path=tuple(paths[i]),
             signed_at=signed_at,
             peer=signer.peer,
             chain=chain,

@@ -49,14 +49,19 @@ def text(value: object, what: str, *, limit: int = MAX_SHORT_TEXT, required: boo
     other than newline and tab."""
     if not isinstance(value, str):
         raise InvalidValue(f"{what} must be text, not {type(value).__name__}")
-    value = unicodedata.normalize("NFC", value)
+    if not value.isascii():  # ASCII text is always in NFC
+        value = unicodedata.normalize("NFC", value)
     if required and not value.strip():
         raise InvalidValue(f"{what} is required")
     if len(value) > limit:
         raise InvalidValue(f"{what} is longer than {limit} characters")
-    for char in value:
-        if char not in "\n\t" and unicodedata.category(char) in ("Cc", "Cs", "Co", "Cn"):
-            raise InvalidValue(f"{what} contains a forbidden character U+{ord(char):04X}")
+    # Printable text has no character of the categories Cc, Cs, Co or Cn (nor Cf, Zl, Zp or
+    # Zs other than the space, which are allowed): only other text needs the per-character
+    # check.
+    if not value.isprintable():
+        for char in value:
+            if char not in "\n\t" and unicodedata.category(char) in ("Cc", "Cs", "Co", "Cn"):
+                raise InvalidValue(f"{what} contains a forbidden character U+{ord(char):04X}")
     return value
 
 

@@ -174,14 +174,18 @@ class DocumentId:
             raise InvalidValue(f"document number must be an integer 0..9999999999, got {number!r}")
         if not isinstance(notation, str):
             raise InvalidValue("document notation must be str")
-        notation = unicodedata.normalize("NFC", notation)
+        if not notation.isascii():  # ASCII text is always in NFC
+            notation = unicodedata.normalize("NFC", notation)
         if not notation or len(notation) > _MAX_NOTATION:
             raise InvalidValue(f"document notation must be 1..{_MAX_NOTATION} characters")
         if notation != notation.strip():
             raise InvalidValue("document notation must not start or end with whitespace")
-        bad = [c for c in notation if c == "," or unicodedata.category(c).startswith("C")]
-        if bad:
-            raise InvalidValue(f"document notation contains forbidden character {bad[0]!r}")
+        # Printable text holds no character of a category C*; only other text is checked
+        # character by character.
+        if "," in notation or not notation.isprintable():
+            bad = [c for c in notation if c == "," or unicodedata.category(c).startswith("C")]
+            if bad:
+                raise InvalidValue(f"document notation contains forbidden character {bad[0]!r}")
         object.__setattr__(self, "agency", agency)
         object.__setattr__(self, "date", date)
         object.__setattr__(self, "number", number)
@@ -214,7 +218,9 @@ class DocumentId:
         raise AttributeError("DocumentId is immutable")
 
     def __str__(self) -> str:
-        return f"{self.agency},{self.date:%Y/%m/%d},{self.number}/{self.notation}"
+        date = self.date  # as strftime("%Y/%m/%d"), without its cost
+        day = f"{date.year}/{date.month:02d}/{date.day:02d}"
+        return f"{self.agency},{day},{self.number}/{self.notation}"
 
     def __repr__(self) -> str:
         return f"DocumentId({self})"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 INBOX = "inbox"
 INBOX_ORDER = "inbox-order"
 META = "meta"
+_KEEP_MANIFESTS = 1024
+"""Manifests of recently received documents kept for handing them to the application."""
 
 
 class _Reject(P2pdocError):
@@ -162,6 +164,8 @@ class Receiver:
         self._status = status
         self._jobs: dict[Cid, _Job] = {}
         self._entries: dict[Cid, InboxEntry] = {}
+        # Manifests of the documents received last (validated then), for the inbox items.
+        self._manifests: OrderedDict[Cid, Manifest] = OrderedDict()
         self._arrived = trio.Event()
         self._seq = 0
         self._nursery: trio.Nursery | None = None
@@ -202,11 +206,14 @@ class Receiver:
         return InboxCursor(self)
 
     async def item(self, root: Cid, entry: InboxEntry) -> InboxItem:
-        record = await self._ctx.store.get_document(root)
+        manifest = self._manifests.get(root)
+        if manifest is None:
+            record = await self._ctx.store.get_document(root)
+            manifest = Manifest.decode(record.manifest, expected=root)
         assert entry.receipt is not None
         return InboxItem(
             root=root,
-            manifest=Manifest.decode(record.manifest, expected=root),
+            manifest=manifest,
             sender_peer=PeerId.parse(entry.sender_peer),
             received_at=entry.received_at,
             receipt=entry.receipt,
@@ -345,6 +352,9 @@ class Receiver:
             ops += self._status.record_ops(arrival, evidence[1], session.peer.peer)
         await ctx.store.write(ops)
         self._remember(root, entry)
+        self._manifests[root] = manifest
+        if len(self._manifests) > _KEEP_MANIFESTS:
+            self._manifests.popitem(last=False)
         if arrival is not None:
             self._status.recorded(arrival, evidence[1], session.peer.peer)
         self._arrived.set()
@@ -418,11 +428,15 @@ class _Fetch:
             wanted = [(w, c) for w in self._walkers if not w.done for c in w.next_wanted(64)]
             if not wanted:
                 return
-            present = await store.has_blocks([c for _, c in wanted])
-            for (walker, cid), here in zip(wanted, present, strict=True):
-                if cid in self._inline:
-                    self._accept(walker, cid, self._inline[cid], new=not here)
-                elif here:
+            # Inline blocks are written whether or not the store has them already (it keeps
+            # one copy), which spares asking the store about them.
+            asked = [c for _, c in wanted if c not in self._inline]
+            present = dict(zip(asked, await store.has_blocks(asked), strict=True)) if asked else {}
+            for walker, cid in wanted:
+                inline = self._inline.get(cid)
+                if inline is not None:
+                    self._accept(walker, cid, inline, new=True)
+                elif present[cid]:
                     self._accept(walker, cid, await store.get_block(cid), new=False)
                 else:
                     waiting = self._waiting.setdefault(cid, [])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import io
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import trio
 
 from p2pdoc.codecs.cid import Cid, Multicodec
-from p2pdoc.content.unixfs import ImportSource, import_file
+from p2pdoc.content.unixfs import FileImporter, ImportSource, import_file
 from p2pdoc.delivery.evidence import Receipt, verify_evidence
 from p2pdoc.delivery.states import (
     AttemptFailed,
@@ -49,7 +50,15 @@ from p2pdoc.model.manifest import FileEntry, Manifest
 from p2pdoc.node.context import DocumentSigner, NodeContext, doc_owner
 from p2pdoc.node.sessions import Sessions
 from p2pdoc.protocol.messages import OfferOutcome
-from p2pdoc.store.base import DocumentRecord, Pin, PutDocument, PutRecord, Unpin, WriteOp
+from p2pdoc.store.base import (
+    DocumentRecord,
+    Pin,
+    PutBlock,
+    PutDocument,
+    PutRecord,
+    Unpin,
+    WriteOp,
+)
 
 __all__ = ["Document", "FileSource", "Sender"]
 
@@ -58,6 +67,9 @@ log = logging.getLogger(__name__)
 OUTBOX = "outbox"
 _KEEP_FINISHED = 10_000
 """Finished documents whose entries stay in memory (older ones are read from the store)."""
+_KEEP_FRESH = 256
+"""Small documents created and not yet sent whose blocks stay in memory for the offer (at
+most 64 KiB each with the default inline limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +116,8 @@ class Sender:
         self._by_root: dict[Cid, dict[AgencyCode, OutboxEntry]] = {}
         self._finished: OrderedDict[Cid, None] = OrderedDict()
         self._documents: dict[Cid, _Outgoing] = {}
+        # Small documents created here and not sent yet, with their blocks in memory.
+        self._fresh: OrderedDict[Cid, _Outgoing] = OrderedDict()
         self._timers: list[tuple[int, tuple[Cid, AgencyCode]]] = []
         self._wakeup = trio.Event()
         self._changed: dict[Cid, trio.Event] = {}
@@ -128,10 +142,21 @@ class Sender:
         ctx = self._ctx
         if envelope.sender.code != ctx.agency:
             raise InvalidValue(f"this node sends for {ctx.agency}, not {envelope.sender.code}")
+        small = _in_memory(files, ctx.config.delivery.inline_limit)
         draft = f"draft:{ctx.rng.getrandbits(64):016x}"
         entries = []
+        made: dict[Cid, bytes] = {}
         for file in files:
-            result = await import_file(file.source, ctx.store, pin=draft)
+            if small:
+                # A small document is imported in memory and stored in one write below,
+                # instead of block writes pinned to a draft, a read of the draft's pins and
+                # a second write (each store call costs a round trip to the store's thread).
+                importer = FileImporter()
+                produced = importer.write(_view(file.source))
+                result = importer.finish()
+                made.update((b.cid, b.data) for b in (*produced, *result.blocks))
+            else:
+                result = await import_file(file.source, ctx.store, pin=draft)
             entries.append(
                 FileEntry(
                     name=file.name, media_type=file.media_type, size=result.size, cid=result.root
@@ -141,7 +166,7 @@ class Sender:
         manifest_bytes = manifest.encode()
         root = Cid.of(Multicodec.DAG_CBOR, manifest_bytes)
         signatures = signer.sign_document(root, ctx.now())
-        blocks = tuple(sorted(await ctx.store.pinned(draft)))
+        blocks = tuple(sorted(made)) if small else tuple(sorted(await ctx.store.pinned(draft)))
         size = sum(f.size for f in entries)
         record = DocumentRecord(
             root=root,
@@ -151,8 +176,18 @@ class Sender:
             signatures=signatures,
             created_at=ctx.clock.now_ms(),
         )
-        await ctx.store.write([Pin(doc_owner(root), blocks), Unpin(draft), PutDocument(record)])
-        return Document(manifest, manifest_bytes, signatures, blocks, size)
+        ops: list[WriteOp] = [PutBlock(cid, made[cid], verified=True) for cid in blocks if small]
+        ops += [Pin(doc_owner(root), blocks), PutDocument(record)]
+        if not small:
+            ops.insert(1, Unpin(draft))
+        await ctx.store.write(ops)
+        document = Document(manifest, manifest_bytes, signatures, blocks, size)
+        if small:
+            # Keep the blocks for the offer, which carries them inline (no read back).
+            self._fresh[root] = _Outgoing.of(document, made, ctx.config.delivery.inline_limit)
+            while len(self._fresh) > _KEEP_FRESH:
+                self._fresh.popitem(last=False)
+        return document
 
     # -- sending ------------------------------------------------------------------------
 
@@ -172,7 +207,14 @@ class Sender:
         fresh: list[tuple[AgencyCode, OutboxEntry]] = []
         for recipient in document.envelope.recipient_codes:
             key = (root, recipient)
-            if self._get(key) is not None or await self._load(root, recipient) is not None:
+            if self._get(key) is not None:
+                continue
+            earlier = await self._load(root, recipient)
+            if earlier is not None:
+                # Queued before a restart and finished since (unfinished entries were loaded
+                # by resume): keep it in view so that the document's handle sees it.
+                if earlier.state.terminal:
+                    self._set(key, earlier)
                 continue
             entry = OutboxEntry(
                 deadline=until, updated_at=now, history=((now, OutboxState.QUEUED.value, "queued"),)
@@ -181,7 +223,13 @@ class Sender:
             fresh.append((recipient, entry))
         if ops:
             await ctx.store.write(ops)
-        self._documents[root] = _Outgoing.of(document)
+        created = self._fresh.pop(root, None)
+        self._documents[root] = (
+            created
+            if created is not None
+            and (created.document is document or created.document == document)
+            else _Outgoing.of(document)
+        )
         for recipient, entry in fresh:
             self._track(root, recipient, entry)
 
@@ -475,23 +523,65 @@ class _Outgoing:
     inline: list[tuple[Cid, bytes]] | None = None
 
     @classmethod
-    def of(cls, document: Document) -> _Outgoing:
-        return cls(document)
+    def of(
+        cls, document: Document, blocks: dict[Cid, bytes] | None = None, limit: int = 0
+    ) -> _Outgoing:
+        """``blocks``: every block of the document, if at hand; the inline ones are then taken
+        from it as :meth:`inline_blocks` would read them (``limit`` is the inline limit)."""
+        outgoing = cls(document)
+        if blocks is not None:
+            outgoing.inline = _select_inline(
+                document, [(cid, blocks[cid]) for cid in document.blocks], limit
+            )
+        return outgoing
 
     async def inline_blocks(self, ctx: NodeContext) -> list[tuple[Cid, bytes]]:
         if self.inline is None:
             limit = ctx.config.delivery.inline_limit
             blocks: list[tuple[Cid, bytes]] = []
-            if self.document.size > limit:
-                self.inline = blocks
-                return blocks
-            total = 0
-            for cid in self.document.blocks:
-                data = await ctx.store.get_block(cid)
-                total += len(data)
-                if total > limit:
-                    blocks = []
-                    break
-                blocks.append((cid, data))
-            self.inline = blocks
+            if self.document.size <= limit:
+                total = 0
+                for cid in self.document.blocks:
+                    data = await ctx.store.get_block(cid)
+                    total += len(data)
+                    if total > limit:
+                        break
+                    blocks.append((cid, data))
+            self.inline = _select_inline(self.document, blocks, limit)
         return self.inline
+
+
+def _select_inline(
+    document: Document, blocks: list[tuple[Cid, bytes]], limit: int
+) -> list[tuple[Cid, bytes]]:
+    """The blocks an offer carries: all of them (in CID order) if their total is at most
+    ``limit`` bytes and the document's files too, else none."""
+    if document.size > limit or len(blocks) != len(document.blocks):
+        return []
+    if sum(len(data) for _, data in blocks) > limit:
+        return []
+    return blocks
+
+
+def _in_memory(files: Sequence[FileSource], limit: int) -> bool:
+    """Whether every file is in memory and together they are at most ``limit`` bytes."""
+    total = 0
+    for file in files:
+        source = file.source
+        if isinstance(source, io.BytesIO):
+            total += len(source.getbuffer()) - source.tell()
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            total += memoryview(source).nbytes
+        else:
+            return False
+    return total <= limit
+
+
+def _view(source: ImportSource) -> memoryview:
+    """The bytes of an in-memory source (see :func:`_in_memory`), consuming a BytesIO."""
+    if isinstance(source, io.BytesIO):
+        view = source.getbuffer()[source.tell() :]
+        source.seek(0, io.SEEK_END)
+        return view
+    assert isinstance(source, (bytes, bytearray, memoryview))
+    return memoryview(source).cast("B")

@@ -149,3 +149,22 @@ def test_huge_declared_lengths_do_not_allocate() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20
+
+
+def _link(encoder: cbor2.CBOREncoder, value: object) -> None:
+    assert isinstance(value, Cid)
+    encoder.encode(cbor2.CBORTag(42, b"\x00" + value.to_bytes()))
+
+
+@settings(max_examples=1000)
+@given(values)
+def test_encoding_is_byte_identical_to_reference_canonical_cbor(value: object) -> None:
+    """Keys are ordered by our own walk; the result must equal cbor2's canonical encoder."""
+    assert cbor.encode(value) == cbor2.dumps(value, canonical=True, default=_link)
+
+
+@given(st.dictionaries(st.text(max_size=6), st.integers(0, 9), max_size=12), st.randoms())
+def test_insertion_order_never_changes_the_bytes(mapping: dict[str, int], rng: object) -> None:
+    items = list(mapping.items())
+    rng.shuffle(items)  # type: ignore[attr-defined]
+    assert cbor.encode(dict(items)) == cbor.encode(mapping)
