@@ -1,7 +1,7 @@
 """The local HTTP API: a Starlette application over the :class:`~p2pdoc_node.desk.Desk`.
 
 Goals: document software talks JSON over HTTP to its own node; every endpoint but
-``/openapi.json`` and ``/dashboard`` needs the bearer token; every error is
+``/openapi.json``, ``/dashboard`` and its static files needs the bearer token; every error is
 ``{"error": {"code", "message", "field"}}`` with a 4xx status for a bad request (which stores
 nothing) and 5xx for the node's own trouble; uploads stream to spool files and stop at the
 configured size (413). The application is ASGI and runs on trio (Hypercorn's trio worker,
@@ -43,7 +43,14 @@ from p2pdoc.errors import (
     StoreError,
 )
 
-from .dashboard import dashboard_page
+from .dashboard import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    PAGE_HEADERS,
+    dashboard_asset,
+    dashboard_page,
+    dashboard_snapshot,
+)
 from .desk import Desk
 from .metrics import CONTENT_TYPE
 from .openapi import ROUTES, openapi_document
@@ -369,8 +376,17 @@ def build_app(
 
     async def dashboard(request: Request) -> Response:
         return HTMLResponse(
-            dashboard_page(agency=str(desk.node.agency), name=desk.agency_name, routes=ROUTES)
+            dashboard_page(agency=str(desk.node.agency), name=desk.agency_name, routes=ROUTES),
+            headers=PAGE_HEADERS,
         )
+
+    async def dashboard_file(request: Request) -> Response:
+        body, media_type = dashboard_asset(request.path_params["name"])
+        return Response(body, media_type=media_type, headers=PAGE_HEADERS)
+
+    async def dashboard_data(request: Request) -> Response:
+        limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        return JSONResponse(await dashboard_snapshot(desk, limit=limit))
 
     async def index(request: Request) -> Response:
         return JSONResponse(
@@ -386,6 +402,8 @@ def build_app(
         ("/", index, ["GET"], False),
         ("/openapi.json", openapi, ["GET"], False),
         ("/dashboard", dashboard, ["GET"], False),
+        ("/dashboard/assets/{name}", dashboard_file, ["GET"], False),
+        ("/api/v1/dashboard", dashboard_data, ["GET"], True),
         ("/metrics", metrics_endpoint, ["GET"], metrics_need_token),
         ("/api/v1/health", health, ["GET"], True),
         ("/api/v1/peers", peers, ["GET"], True),

@@ -238,9 +238,44 @@ ROUTES: Final[dict[str, dict[str, dict[str, Any]]]] = {
     },
     "/dashboard": {
         "get": {
-            "summary": "The operator's dashboard page (no token needed to load it)",
+            "summary": "The operator's dashboard page (no token needed to load it; its script "
+            "reads /api/v1/dashboard and /api/v1/events with the token)",
             "security": [],
             "responses": {"200": {"description": "text/html"}},
+        }
+    },
+    "/dashboard/assets/{name}": {
+        "get": {
+            "summary": "The dashboard's static files: dashboard.js, dashboard.css, icon.svg "
+            "(no token needed)",
+            "security": [],
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "description": "the file's name",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {"200": {"description": "text/javascript, text/css or image/svg+xml"}},
+        }
+    },
+    "/api/v1/dashboard": {
+        "get": {
+            "summary": "What the dashboard shows, in one read: health, peers, the newest sent "
+            "documents with each recipient's delivery state and status trail, the newest "
+            "received documents with the statuses reported on them, agency names, status "
+            "code meanings, and the event feed's position",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "description": "documents each way (1..100, default 25)",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                }
+            ],
+            "responses": {"200": _json(_ref("Dashboard"))},
         }
     },
 }
@@ -328,6 +363,40 @@ _SCHEMAS: Final[dict[str, Any]] = {
         "properties": {
             "items": {"type": "array", "items": {"type": "object"}},
             "next": {"type": ["string", "null"], "description": "cursor of the next page"},
+        },
+    },
+    "Dashboard": {
+        "type": "object",
+        "required": ["events", "now", "node", "peers", "outgoing", "incoming", "names"],
+        "properties": {
+            "events": {
+                "type": "object",
+                "description": "the feed's boot and last number when the snapshot began",
+            },
+            "now": {"type": ["integer", "null"], "description": "the node's clock, ms"},
+            "node": _ref("Health"),
+            "peers": {"type": "array", "items": _ref("Peer")},
+            "outgoing": {
+                "type": "array",
+                "description": "sent documents, newest first; each recipient with state, "
+                "attempts, next_at, deadline, last_error, receipt_at, history and status "
+                "({complete, reports})",
+                "items": {"type": "object"},
+            },
+            "incoming": {
+                "type": "array",
+                "description": "received documents, newest first, with state and status",
+                "items": {"type": "object"},
+            },
+            "names": {
+                "type": "object",
+                "description": "agency code -> name, as learnt from the documents",
+                "additionalProperties": {"type": "string"},
+            },
+            "status_codes": {
+                "type": "object",
+                "description": "code -> {short, en, vi}: a name, English and Vietnamese meaning",
+            },
         },
     },
     "Events": {
