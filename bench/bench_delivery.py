@@ -41,9 +41,9 @@ sys.path.insert(0, str(BENCH.parent))
 from _procs import median_of, new_network, ratio, spawn_peer  # noqa: E402
 from bench_raw_stream import BULK, ECHO, bulk_once, pipelined_once  # noqa: E402
 
+from p2pdoc.content.documents import FileSource  # noqa: E402
 from p2pdoc.delivery.states import OutboxState  # noqa: E402
 from p2pdoc.model.ids import AgencyCode  # noqa: E402
-from p2pdoc.node.sender import FileSource  # noqa: E402
 from p2pdoc.simulation import Mesh  # noqa: E402
 from tests.node.helpers import envelope  # noqa: E402
 from tests.node.proc_node import (  # noqa: E402

@@ -28,6 +28,7 @@ from typing import Final
 import trio
 
 from p2pdoc.codecs.cid import Cid, Multicodec
+from p2pdoc.content.documents import FileSource
 from p2pdoc.content.unixfs import read_file
 from p2pdoc.delivery.evidence import Evidence, Receipt, Staff, StatusCode, StatusReport
 from p2pdoc.delivery.states import InboxState, OutboxEntry, OutboxState
@@ -46,7 +47,6 @@ from p2pdoc.model.manifest import FileEntry, Manifest
 from p2pdoc.node.clock import Clock
 from p2pdoc.node.node import Node, PeerStatus
 from p2pdoc.node.receiver import INBOX_ORDER, InboxItem
-from p2pdoc.node.sender import FileSource
 from p2pdoc.node.status import ALLOWED_TRANSITIONS, StatusTrail
 from p2pdoc.node.trustgate import DocumentSigners, TrustGate
 from p2pdoc.store.base import PutRecord, Store

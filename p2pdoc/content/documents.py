@@ -10,18 +10,80 @@ DAG holds exactly the number of bytes the manifest declares.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
+
+import trio
 
 from p2pdoc.codecs.cid import Cid, Multicodec
 from p2pdoc.content.unixfs import DagLimits, DagWalker, GetBlock, ImportSource, import_file
-from p2pdoc.errors import ContentMismatch
+from p2pdoc.errors import ContentMismatch, InvalidValue
 from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.manifest import FileEntry, Manifest
 from p2pdoc.store.base import Pin, PutBlock, Store
 
-__all__ = ["BuiltDocument", "NamedFile", "VerifiedDocument", "build_document", "verify_document"]
+__all__ = [
+    "READ_SIZE",
+    "BuiltDocument",
+    "FileSource",
+    "NamedFile",
+    "VerifiedDocument",
+    "build_document",
+    "read_source",
+    "verify_document",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """A file to attach: its name, media type and bytes (bytes, a path, a binary file object
+    or an async iterable of bytes)."""
+
+    name: str
+    media_type: str
+    source: ImportSource
+
+
+READ_SIZE: Final = 1 << 20
+"""Bytes read at a time by :func:`read_source`."""
+
+
+async def read_source(source: ImportSource) -> AsyncIterator[bytes | memoryview]:
+    """The bytes of ``source`` as chunks of at most about :data:`READ_SIZE` (an async
+    iterable's own chunks pass through). Files are read in a worker thread; bytes already in
+    memory are sliced without copying.
+
+    Raises:
+        InvalidValue: ``source`` is none of the accepted kinds.
+        OSError: the file could not be opened or read.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        view = memoryview(source).cast("B")
+        for start in range(0, len(view), READ_SIZE):
+            yield view[start : start + READ_SIZE]
+    elif isinstance(source, io.BytesIO):
+        view = source.getbuffer()[source.tell() :]
+        source.seek(0, io.SEEK_END)
+        for start in range(0, len(view), READ_SIZE):
+            yield view[start : start + READ_SIZE]
+    elif isinstance(source, AsyncIterable):
+        async for chunk in source:
+            yield chunk
+    elif isinstance(source, (str, os.PathLike)):
+        file = await trio.to_thread.run_sync(open, source, "rb")
+        try:
+            while chunk := await trio.to_thread.run_sync(file.read, READ_SIZE):
+                yield chunk
+        finally:
+            await trio.to_thread.run_sync(file.close)
+    elif hasattr(source, "read"):
+        while chunk := await trio.to_thread.run_sync(source.read, READ_SIZE):
+            yield chunk
+    else:
+        raise InvalidValue(f"cannot read a {type(source).__name__}")
 
 
 class NamedFile(Protocol):

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from p2pdoc.codecs.cid import Cid
+from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.ids import AgencyCode, PeerId
 from p2pdoc.model.manifest import Manifest
 from p2pdoc.node.clock import Clock
 from p2pdoc.node.config import NodeConfig
 from p2pdoc.node.directory import PeerDirectory
 from p2pdoc.store.base import Store
+from p2pdoc.trust.sealing import OpenedSeal
 
 __all__ = ["DocumentSigner", "NodeContext", "NodeCredentials", "NodeTrust"]
 
@@ -31,7 +33,21 @@ class NodeCredentials(Protocol):
     @property
     def chain(self) -> tuple[bytes, ...]: ...
 
+    @property
+    def x25519_public(self) -> bytes:
+        """The key documents are sealed to for this node (its certificate states it)."""
+        ...
+
     def sign(self, payload: bytes) -> bytes: ...
+
+    def open_seal(self, manifest: Manifest) -> OpenedSeal:
+        """Open a sealed document addressed to this node.
+
+        Raises:
+            NotARecipient: not sealed to this node's key.
+            SealInvalid: the seal or its header fails authentication.
+        """
+        ...
 
 
 class NodeTrust(Protocol):
@@ -59,6 +75,10 @@ class NodeTrust(Protocol):
             PolicyRefused: the policy forbids this document.
             DecodeError: the signature set is malformed.
         """
+        ...
+
+    def sealing_required(self, envelope: Envelope) -> bool:
+        """Whether the policy requires documents like this one to be sealed."""
         ...
 
     def check_outgoing(self, manifest: Manifest) -> None:

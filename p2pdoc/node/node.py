@@ -27,6 +27,7 @@ from typing import Self
 import trio
 
 from p2pdoc.codecs.cid import Cid
+from p2pdoc.content.documents import FileSource
 from p2pdoc.delivery.evidence import Evidence, Receipt, Staff, StatusCode, StatusReport
 from p2pdoc.delivery.states import InboxEntry, InboxState, OutboxEntry, OutboxState
 from p2pdoc.errors import LocalProtocolError, NotFound
@@ -41,7 +42,7 @@ from p2pdoc.node.config import NodeConfig
 from p2pdoc.node.context import DocumentSigner, NodeContext, NodeCredentials, NodeTrust
 from p2pdoc.node.directory import PeerDirectory
 from p2pdoc.node.receiver import INBOX_ORDER, InboxCursor, InboxItem, Receiver
-from p2pdoc.node.sender import Document, FileSource, Sender
+from p2pdoc.node.sender import Document, Sender
 from p2pdoc.node.sessions import Sessions
 from p2pdoc.node.status import StatusDesk, StatusTrail
 from p2pdoc.protocol.messages import Ack, GetBlocks, Offer, OfferResult, PushStatus
@@ -220,15 +221,29 @@ class Node:
     # -- sending ------------------------------------------------------------------------
 
     async def create_document(
-        self, envelope: Envelope, files: Sequence[FileSource], *, signer: DocumentSigner
+        self,
+        envelope: Envelope,
+        files: Sequence[FileSource],
+        *,
+        signer: DocumentSigner,
+        seal: bool | None = None,
     ) -> Document:
         """Store ``files`` as blocks, build and sign the manifest; the document is ready to send.
 
+        The same envelope and files again give the document already stored.
+
+        Args:
+            seal: encrypt the header and files to the recipients' node keys (and this node's)
+                so that nodes storing or relaying the blocks learn only sizes and routing
+                fields; by default, when the classification policy requires it. Every
+                recipient must be reachable now: its key comes from its node certificate.
+
         Raises:
             InvalidValue: the envelope's sender is not this node's agency.
+            PeerUnreachable: a recipient of a document to seal cannot be reached.
             StoreError: the store failed.
         """
-        return await self._sender.create_document(envelope, files, signer)
+        return await self._sender.create_document(envelope, files, signer, seal=seal)
 
     async def send(self, document: Document, *, deadline: float | None = None) -> SendHandle:
         """Queue ``document`` for every recipient it names; durable when this returns.
@@ -315,11 +330,7 @@ class Node:
     def unfinished_deliveries(self) -> dict[Cid, dict[AgencyCode, OutboxState]]:
         """Documents with at least one delivery neither DELIVERED nor FAILED, with every
         recipient's current state (in-flight states included). Read from memory."""
-        out: dict[Cid, dict[AgencyCode, OutboxState]] = {}
-        for root, entries in self._sender._by_root.items():
-            if any(not e.state.terminal for e in entries.values()):
-                out[root] = {r: e.state for r, e in entries.items()}
-        return out
+        return self._sender.unfinished()
 
     async def inbox_entry(self, root: Cid) -> InboxEntry | None:
         """The inbox entry of a received (or still arriving) document, None if unknown."""

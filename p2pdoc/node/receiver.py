@@ -37,7 +37,7 @@ from p2pdoc.errors import (
 )
 from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.ids import PeerId
-from p2pdoc.model.manifest import Manifest
+from p2pdoc.model.manifest import FileEntry, Manifest
 from p2pdoc.node.batcher import EvidenceBatcher
 from p2pdoc.node.context import NodeContext, doc_owner
 from p2pdoc.node.sessions import Sessions
@@ -53,6 +53,7 @@ from p2pdoc.store.base import (
     PutRecord,
     WriteOp,
 )
+from p2pdoc.trust.sealing import OpenedSeal, PlainFile, SegmentOpener
 
 __all__ = ["InboxCursor", "InboxItem", "Receiver"]
 
@@ -85,12 +86,16 @@ class _Job:
 class InboxItem:
     """A received document waiting for the application.
 
+    For a sealed document the envelope and files are the opened ones: the application sees
+    the real header, file names and plaintext; relays saw only routing fields and ciphertext.
+
     Attributes:
         root: the document version's CID (use it as the idempotency key).
-        manifest: header and files.
+        manifest: the manifest as it travelled (for a sealed document: routing fields only).
         sender_peer: the node it came from.
         received_at: when it was accepted (ms since the epoch).
         receipt: the signed receipt this node returned.
+        opened: the opened seal of a sealed document, else None.
     """
 
     root: Cid
@@ -99,20 +104,36 @@ class InboxItem:
     received_at: int
     receipt: bytes
     _receiver: Receiver = field(repr=False, compare=False)
+    opened: OpenedSeal | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def sealed(self) -> bool:
+        return self.opened is not None
 
     @property
     def envelope(self) -> Envelope:
-        return self.manifest.envelope
+        return self.opened.envelope if self.opened is not None else self.manifest.envelope
+
+    @property
+    def files(self) -> tuple[FileEntry | PlainFile, ...]:
+        """Each file's name, media type and size (plaintext size for a sealed document)."""
+        return self.opened.files if self.opened is not None else self.manifest.files
 
     def open_file(self, name: str) -> AsyncIterator[bytes]:
-        """Stream an attached file's bytes, verified block by block.
+        """Stream an attached file's bytes, verified block by block (and, for a sealed
+        document, authenticated segment by segment as it is decrypted).
 
         Raises:
             NotFound: no file of that name.
         """
-        for entry in self.manifest.files:
-            if entry.name == name:
-                return read_file(entry.cid, self._receiver._ctx.store.get_block)
+        get_block = self._receiver._ctx.store.get_block
+        for index, file in enumerate(self.files):
+            if file.name == name:
+                blocks = read_file(self.manifest.files[index].cid, get_block)
+                if self.opened is None:
+                    return blocks
+                opener = SegmentOpener(self.opened.content_key, file_index=index)
+                return _opened(blocks, opener)
         raise NotFound(f"document {self.root} has no file {name!r}")
 
     async def read_file(self, name: str) -> bytes:
@@ -122,6 +143,13 @@ class InboxItem:
     async def ack(self) -> None:
         """Mark the document taken by the application; it will not be handed over again."""
         await self._receiver.ack(self.root)
+
+
+async def _opened(blocks: AsyncIterator[bytes], opener: SegmentOpener) -> AsyncIterator[bytes]:
+    async for chunk in blocks:
+        for plain in opener.feed(chunk):
+            yield plain
+    yield opener.finish()
 
 
 class InboxCursor:
@@ -211,6 +239,7 @@ class Receiver:
             record = await self._ctx.store.get_document(root)
             manifest = Manifest.decode(record.manifest, expected=root)
         assert entry.receipt is not None
+        opened = self._ctx.credentials.open_seal(manifest) if manifest.seal is not None else None
         return InboxItem(
             root=root,
             manifest=manifest,
@@ -218,6 +247,7 @@ class Receiver:
             received_at=entry.received_at,
             receipt=entry.receipt,
             _receiver=self,
+            opened=opened,
         )
 
     async def ack(self, root: Cid) -> None:
@@ -289,6 +319,10 @@ class Receiver:
             raise _Reject(f"document of {manifest.total_size} bytes is over this node's limit")
         try:
             ctx.trust.verify_document(root, request.signatures, manifest, ctx.now())
+            if manifest.seal is not None:
+                # Accept only what this node can open: a seal without our key, or one that
+                # fails authentication, would be a receipt for content nobody here can read.
+                ctx.credentials.open_seal(manifest)
         except (VerificationError, PolicyRefused, DecodeError) as exc:
             raise _Reject(f"{type(exc).__name__}: {exc}") from exc
         return manifest
@@ -342,7 +376,9 @@ class Receiver:
             created_at=now,
         )
         ops += [
-            Pin(doc_owner(root), tuple(cids)),
+            # The manifest block too, so the document is one DAG under its root.
+            PutBlock(root, request.manifest, verified=True),
+            Pin(doc_owner(root), (root, *cids)),
             PutDocument(record),
             PutRecord(INBOX, str(root), entry.to_value()),
             PutRecord(INBOX_ORDER, f"{seq:016d}", str(root)),

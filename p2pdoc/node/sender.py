@@ -15,12 +15,13 @@ import heapq
 import io
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import trio
 
 from p2pdoc.codecs.cid import Cid, Multicodec
+from p2pdoc.content.documents import FileSource, read_source
 from p2pdoc.content.unixfs import FileImporter, ImportSource, import_file
 from p2pdoc.delivery.evidence import Receipt, verify_evidence
 from p2pdoc.delivery.states import (
@@ -40,6 +41,7 @@ from p2pdoc.errors import (
     NetworkError,
     NotFound,
     P2pdocError,
+    PeerUnreachable,
     ProtocolError,
     ReceiptInvalid,
     VerificationError,
@@ -59,8 +61,10 @@ from p2pdoc.store.base import (
     Unpin,
     WriteOp,
 )
+from p2pdoc.trust.sealing import DocumentSealer, PlainFile, RecipientKey, SegmentSealer
+from p2pdoc.trust.validation import VerifiedNode
 
-__all__ = ["Document", "FileSource", "Sender"]
+__all__ = ["Document", "Sender"]
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +74,6 @@ _KEEP_FINISHED = 10_000
 _KEEP_FRESH = 256
 """Small documents created and not yet sent whose blocks stay in memory for the offer (at
 most 64 KiB each with the default inline limit)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FileSource:
-    """A file to attach: its name, media type and bytes (a path, binary file or async stream)."""
-
-    name: str
-    media_type: str
-    source: ImportSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,23 +125,41 @@ class Sender:
     # -- building -----------------------------------------------------------------------
 
     async def create_document(
-        self, envelope: Envelope, files: Sequence[FileSource], signer: DocumentSigner
+        self,
+        envelope: Envelope,
+        files: Sequence[FileSource],
+        signer: DocumentSigner,
+        *,
+        seal: bool | None = None,
     ) -> Document:
         """Import ``files`` into the store, build the manifest, sign it and store it all.
+
+        A document whose manifest is already stored (the same envelope and files again) is
+        returned as stored, with its first signatures: signing a version twice would give
+        recipients who hold the first one a receipt for other signatures than those sent.
+
+        Args:
+            seal: seal the content to the recipients' node keys; by default, when the
+                classification policy requires it. Sealing needs each recipient's node key,
+                learnt at admission, so every recipient must be reachable now.
 
         Raises:
             InvalidValue: the envelope's sender is not this node's agency, or a file entry is
                 invalid.
+            PeerUnreachable: a recipient of a document to seal cannot be reached.
             StoreError: the store failed (nothing is left pinned).
         """
         ctx = self._ctx
         if envelope.sender.code != ctx.agency:
             raise InvalidValue(f"this node sends for {ctx.agency}, not {envelope.sender.code}")
-        small = _in_memory(files, ctx.config.delivery.inline_limit)
+        sealing = ctx.trust.sealing_required(envelope) if seal is None else seal
+        sealer = DocumentSealer(await self._recipient_keys(envelope)) if sealing else None
+        small = sealer is None and _in_memory(files, ctx.config.delivery.inline_limit)
         draft = f"draft:{ctx.rng.getrandbits(64):016x}"
-        entries = []
+        entries: list[FileEntry] = []
+        plain: list[PlainFile] = []
         made: dict[Cid, bytes] = {}
-        for file in files:
+        for index, file in enumerate(files):
             if small:
                 # A small document is imported in memory and stored in one write below,
                 # instead of block writes pinned to a draft, a read of the draft's pins and
@@ -155,6 +168,13 @@ class Sender:
                 produced = importer.write(_view(file.source))
                 result = importer.finish()
                 made.update((b.cid, b.data) for b in (*produced, *result.blocks))
+            elif sealer is not None:
+                size = _Counter()
+                sealed = _sealed(read_source(file.source), sealer.file_sealer(index), size)
+                result = await import_file(sealed, ctx.store, pin=draft)
+                plain.append(PlainFile(name=file.name, media_type=file.media_type, size=size.n))
+                entries.append(sealer.sealed_entry(index, plain[-1], result.root))
+                continue
             else:
                 result = await import_file(file.source, ctx.store, pin=draft)
             entries.append(
@@ -162,12 +182,25 @@ class Sender:
                     name=file.name, media_type=file.media_type, size=result.size, cid=result.root
                 )
             )
-        manifest = Manifest(envelope=envelope, files=tuple(entries))
+        if sealer is not None:
+            routing, seal_info = sealer.seal(envelope, plain)
+            manifest = Manifest(envelope=routing, files=tuple(entries), seal=seal_info)
+        else:
+            manifest = Manifest(envelope=envelope, files=tuple(entries))
         manifest_bytes = manifest.encode()
         root = Cid.of(Multicodec.DAG_CBOR, manifest_bytes)
-        signatures = signer.sign_document(root, ctx.now())
         blocks = tuple(sorted(made)) if small else tuple(sorted(await ctx.store.pinned(draft)))
-        size = sum(f.size for f in entries)
+        try:
+            record = await ctx.store.get_document(root)
+        except NotFound:
+            pass
+        else:
+            if not small:
+                await ctx.store.write([Unpin(draft)])
+            return Document(
+                manifest, manifest_bytes, record.signatures, blocks, manifest.total_size
+            )
+        signatures = signer.sign_document(root, ctx.now())
         record = DocumentRecord(
             root=root,
             document_id=str(envelope.document_id),
@@ -176,18 +209,42 @@ class Sender:
             signatures=signatures,
             created_at=ctx.clock.now_ms(),
         )
+        # The manifest block is kept too, so a document is one DAG under its root.
         ops: list[WriteOp] = [PutBlock(cid, made[cid], verified=True) for cid in blocks if small]
-        ops += [Pin(doc_owner(root), blocks), PutDocument(record)]
+        ops += [
+            PutBlock(root, manifest_bytes, verified=True),
+            Pin(doc_owner(root), (root, *blocks)),
+            PutDocument(record),
+        ]
         if not small:
-            ops.insert(1, Unpin(draft))
+            ops.append(Unpin(draft))
         await ctx.store.write(ops)
-        document = Document(manifest, manifest_bytes, signatures, blocks, size)
+        document = Document(manifest, manifest_bytes, signatures, blocks, manifest.total_size)
         if small:
             # Keep the blocks for the offer, which carries them inline (no read back).
             self._fresh[root] = _Outgoing.of(document, made, ctx.config.delivery.inline_limit)
             while len(self._fresh) > _KEEP_FRESH:
                 self._fresh.popitem(last=False)
         return document
+
+    async def _recipient_keys(self, envelope: Envelope) -> list[RecipientKey]:
+        """This node's own key agreement key and each recipient node's, as certified."""
+        ctx = self._ctx
+        keys = [RecipientKey(ctx.agency, ctx.credentials.x25519_public)]
+        for code in envelope.recipient_codes:
+            if code == ctx.agency:
+                continue
+            try:
+                session = await self._sessions.get(ctx.directory.lookup(code).peer)
+            except NetworkError as exc:
+                raise PeerUnreachable(
+                    f"cannot seal to {code}: its node key is learnt by reaching it ({exc})"
+                ) from exc
+            node = session.peer.evidence
+            if not isinstance(node, VerifiedNode) or node.agency != code:
+                raise PeerUnreachable(f"cannot seal to {code}: no certified node key")
+            keys.append(RecipientKey.of_node(node))
+        return keys
 
     # -- sending ------------------------------------------------------------------------
 
@@ -315,6 +372,14 @@ class Sender:
         event = self._changed.pop(root, None)
         if event is not None:
             event.set()
+
+    def unfinished(self) -> dict[Cid, dict[AgencyCode, OutboxState]]:
+        """Documents with a delivery neither DELIVERED nor FAILED: every recipient's state."""
+        return {
+            root: {r: e.state for r, e in entries.items()}
+            for root, entries in self._by_root.items()
+            if any(not e.state.terminal for e in entries.values())
+        }
 
     def recipients_holding(self, root: Cid) -> list[AgencyCode]:
         entries = self._by_root.get(root, {})
@@ -585,3 +650,23 @@ def _view(source: ImportSource) -> memoryview:
         return view
     assert isinstance(source, (bytes, bytearray, memoryview))
     return memoryview(source).cast("B")
+
+
+class _Counter:
+    """Plaintext bytes seen by :func:`_sealed`."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+async def _sealed(
+    chunks: AsyncIterator[bytes | memoryview], sealer: SegmentSealer, size: _Counter
+) -> AsyncIterator[bytes]:
+    """The sealed form of a plaintext stream, counting the plaintext bytes."""
+    async for chunk in chunks:
+        size.n += len(chunk)
+        for segment in sealer.feed(chunk):
+            yield segment
+    yield sealer.finish()

@@ -9,12 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from p2pdoc.codecs.cid import Cid
+from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.ids import AgencyCode, PeerId
 from p2pdoc.model.manifest import Manifest
 from p2pdoc.node.clock import Clock, to_datetime
 from p2pdoc.trust.identity import NodeIdentity
 from p2pdoc.trust.keys import SignatureAlgorithm, SigningKey, verify_signature
-from p2pdoc.trust.policy import ClassificationPolicy
+from p2pdoc.trust.policy import ClassificationPolicy, Handling
+from p2pdoc.trust.sealing import OpenedSeal, open_sealed_manifest
 from p2pdoc.trust.signatures import (
     SignatureSet,
     VerificationCache,
@@ -46,9 +48,18 @@ class IdentityCredentials:
     def chain(self) -> tuple[bytes, ...]:
         return self.identity.chain
 
+    @property
+    def x25519_public(self) -> bytes:
+        return self.identity.x25519_public
+
     def sign(self, payload: bytes) -> bytes:
         """Sign ``payload`` with the node key; payloads carry their own ``ctx`` field."""
         return self.identity.signing_key.sign(payload, SignatureAlgorithm.ED25519)
+
+    def open_seal(self, manifest: Manifest) -> OpenedSeal:
+        return open_sealed_manifest(
+            manifest, agency=self.identity.agency, key=self.identity.agreement_key
+        )
 
     def __repr__(self) -> str:
         return f"IdentityCredentials({self.agency})"
@@ -127,6 +138,9 @@ class TrustGate:
             min_signatures=self.signatures.min_signatures,
             required_roles=self.signatures.required_roles,
         )
+
+    def sealing_required(self, envelope: Envelope) -> bool:
+        return self.policy.handling(envelope.classification) is Handling.SEALED
 
     def check_outgoing(self, manifest: Manifest) -> None:
         self.policy.check_manifest(manifest)

@@ -53,6 +53,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pdoc.codecs.cid import Cid, Multicodec
+from p2pdoc.content.documents import FileSource
 from p2pdoc.delivery.retry import RetryPolicy
 from p2pdoc.delivery.states import OutboxState
 from p2pdoc.model.ids import AgencyCode, PeerId
@@ -63,7 +64,7 @@ from p2pdoc.node.config import DeliveryConfig, NodeConfig, ReceiveConfig
 from p2pdoc.node.context import doc_owner
 from p2pdoc.node.directory import PeerDirectory, PeerRecord
 from p2pdoc.node.node import Node, SendHandle
-from p2pdoc.node.sender import Document, FileSource
+from p2pdoc.node.sender import Document
 from p2pdoc.node.trustgate import DocumentSigners, IdentityCredentials, SignaturePolicy, TrustGate
 from p2pdoc.protocol.messages import Offer, OfferResult
 from p2pdoc.protocol.session import Session

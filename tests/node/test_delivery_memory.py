@@ -74,3 +74,27 @@ async def test_status_trail_reaches_the_sender(autojump_clock: trio.testing.Mock
         assert [c.value for c in trail.codes] == ["01", "03", "04", "05", "06"]
         assert trail.complete
         assert trail.reports[1].staff.name == "Nguyễn Văn C"
+
+
+async def test_creating_the_same_document_twice_returns_the_stored_version(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Signing a version twice would leave a recipient holding the first signatures with a
+    receipt the sender could never accept."""
+    mesh = Mesh(seed=5)
+    gov = mesh.add_agency(GOV)
+    qn = mesh.add_agency(QUANG_NINH)
+    async with mesh.run():
+        node = mesh.node(gov)
+        first = await node.create_document(
+            envelope(gov.code, qn.code), files(10, 400_000), signer=gov.signers
+        )
+        await (await node.send(first)).wait()
+        await trio.sleep(5)  # a later signing time would change the signatures
+        again = await node.create_document(
+            envelope(gov.code, qn.code), files(10, 400_000), signer=gov.signers
+        )
+        assert again.root == first.root
+        assert again.signatures == first.signatures
+        entries = await (await node.send(again)).wait()
+        assert entries[qn.code].state is OutboxState.DELIVERED
