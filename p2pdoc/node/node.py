@@ -160,12 +160,11 @@ class Node:
         self._sessions = Sessions(self._ctx, network, self)
         self._batcher = EvidenceBatcher(credentials, self._ctx.clock, config.evidence)
         self._status = StatusDesk(self._ctx, self._sessions)
-        self._sender = Sender(self._ctx, self._sessions)
+        self._sender = Sender(self._ctx, self._sessions, self._status)
         self._receiver = Receiver(self._ctx, self._sessions, self._batcher, self._status)
         self._blocks = BlockServer(self._ctx, self._sender.blocks_served)
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
-        self._status_listeners: list[StatusListener] = []
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -306,8 +305,9 @@ class Node:
         await self._status.wait_changed(root)
 
     def add_status_listener(self, listener: StatusListener) -> None:
-        """Call ``listener`` with every status report pushed to this node from now on."""
-        self._status_listeners.append(listener)
+        """Call ``listener`` with every status report a recipient sends to this node from now
+        on (pushed, or carried with a receipt)."""
+        self._status.listeners.append(listener)
 
     # -- queries (for daemons and dashboards) -------------------------------------------
 
@@ -427,13 +427,7 @@ class Node:
         return await self._receiver.offer(session, request)
 
     async def push_status(self, session: Session, request: PushStatus) -> Ack:
-        ack = await self._status.receive(session, request, self._sender.knows)
-        if self._status_listeners:
-            # Verified and kept by the status desk: decoding again cannot fail.
-            report = StatusReport.decode(Evidence.decode(request.report).body)
-            for listener in tuple(self._status_listeners):
-                listener(report)
-        return ack
+        return await self._status.receive(session, request, self._sender.knows)
 
     async def get_blocks(
         self, session: Session, request: GetBlocks, send: Callable[[Cid, bytes], Awaitable[None]]

@@ -79,6 +79,7 @@ class _Job:
     done: trio.Event = field(default_factory=trio.Event)
     outcome: OfferOutcome = OfferOutcome.RETRY
     receipt: bytes | None = None
+    status: bytes | None = None
     reason: str = ""
 
 
@@ -272,7 +273,8 @@ class Receiver:
         entry = await self.entry(root)
         if entry is not None and entry.state is not InboxState.RECEIVING:
             self.duplicates += 1
-            return OfferResult(request.rid, OfferOutcome.DELIVERED, entry.receipt)
+            arrival = await self._status.own_arrival(root)
+            return OfferResult(request.rid, OfferOutcome.DELIVERED, entry.receipt, status=arrival)
         job = self._jobs.get(root)
         if job is None:
             if len(self._jobs) >= self._ctx.config.receive.max_concurrent_receives:
@@ -283,11 +285,11 @@ class Receiver:
             assert self._nursery is not None
             self._nursery.start_soon(self._run_job, job, session, request, root)
         await job.done.wait()
-        return OfferResult(request.rid, job.outcome, job.receipt, job.reason)
+        return OfferResult(request.rid, job.outcome, job.receipt, job.reason, job.status)
 
     async def _run_job(self, job: _Job, session: Session, request: Offer, root: Cid) -> None:
         try:
-            job.receipt = await self._receive(session, request, root)
+            job.receipt, job.status = await self._receive(session, request, root)
             job.outcome = OfferOutcome.DELIVERED
             self.received += 1
         except _Reject as exc:
@@ -327,7 +329,10 @@ class Receiver:
             raise _Reject(f"{type(exc).__name__}: {exc}") from exc
         return manifest
 
-    async def _receive(self, session: Session, request: Offer, root: Cid) -> bytes:
+    async def _receive(
+        self, session: Session, request: Offer, root: Cid
+    ) -> tuple[bytes, bytes | None]:
+        """Receive and store the document. Returns its receipt and arrival report."""
         ctx = self._ctx
         manifest = self._check(session, request, root)
         envelope = manifest.envelope
@@ -385,17 +390,18 @@ class Receiver:
             PutRecord(META, "inbox-seq", seq),
         ]
         if arrival is not None:
-            ops += self._status.record_ops(arrival, evidence[1], session.peer.peer)
+            # Our own trail only: the arrival report travels with the receipt.
+            ops += self._status.own_ops(arrival, evidence[1])
         await ctx.store.write(ops)
         self._remember(root, entry)
         self._manifests[root] = manifest
         if len(self._manifests) > _KEEP_MANIFESTS:
             self._manifests.popitem(last=False)
         if arrival is not None:
-            self._status.recorded(arrival, evidence[1], session.peer.peer)
+            self._status.remember_own(arrival)
         self._arrived.set()
         self._arrived = trio.Event()
-        return evidence[0]
+        return evidence[0], evidence[1] if arrival is not None else None
 
 
 class _Fetch:

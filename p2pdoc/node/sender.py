@@ -23,7 +23,7 @@ import trio
 from p2pdoc.codecs.cid import Cid, Multicodec
 from p2pdoc.content.documents import FileSource, read_source
 from p2pdoc.content.unixfs import FileImporter, ImportSource, import_file
-from p2pdoc.delivery.evidence import Receipt, verify_evidence
+from p2pdoc.delivery.evidence import Receipt, StatusCode, StatusReport, verify_evidence
 from p2pdoc.delivery.states import (
     AttemptFailed,
     AttemptStarted,
@@ -44,6 +44,7 @@ from p2pdoc.errors import (
     PeerUnreachable,
     ProtocolError,
     ReceiptInvalid,
+    StatusTrailBroken,
     VerificationError,
 )
 from p2pdoc.model.envelope import Envelope
@@ -51,6 +52,7 @@ from p2pdoc.model.ids import AgencyCode
 from p2pdoc.model.manifest import FileEntry, Manifest
 from p2pdoc.node.context import DocumentSigner, NodeContext, doc_owner
 from p2pdoc.node.sessions import Sessions
+from p2pdoc.node.status import StatusDesk
 from p2pdoc.protocol.messages import OfferOutcome
 from p2pdoc.store.base import (
     DocumentRecord,
@@ -103,9 +105,10 @@ def outbox_key(root: Cid, recipient: AgencyCode) -> str:
 class Sender:
     """Outbox scheduler and delivery attempts."""
 
-    def __init__(self, ctx: NodeContext, sessions: Sessions) -> None:
+    def __init__(self, ctx: NodeContext, sessions: Sessions, status: StatusDesk) -> None:
         self._ctx = ctx
         self._sessions = sessions
+        self._status = status
         # Unfinished deliveries by document, plus the most recently finished documents (the
         # rest is in the store): memory stays bounded however long the node runs.
         self._by_root: dict[Cid, dict[AgencyCode, OutboxEntry]] = {}
@@ -445,8 +448,10 @@ class Sender:
         await self._save(key, entry)
         log.warning("delivery of %s to %s failed: %s", key[0], key[1], entry.last_error)
 
-    async def _save(self, key: tuple[Cid, AgencyCode], entry: OutboxEntry) -> None:
-        await self._ctx.store.write([PutRecord(OUTBOX, outbox_key(*key), entry.to_value())])
+    async def _save(
+        self, key: tuple[Cid, AgencyCode], entry: OutboxEntry, also: Sequence[WriteOp] = ()
+    ) -> None:
+        await self._ctx.store.write([PutRecord(OUTBOX, outbox_key(*key), entry.to_value()), *also])
         self._set(key, entry)
         self._notify(key[0])
 
@@ -460,7 +465,7 @@ class Sender:
                 self._served[key] = 0
                 self.attempts += 1
                 try:
-                    receipt = await self._deliver(root, recipient)
+                    receipt, arrival = await self._deliver(root, recipient)
                 except (P2pdocError, trio.TooSlowError) as exc:
                     reason = _describe(exc)
                     permanent = isinstance(exc, _Refused)
@@ -474,11 +479,16 @@ class Sender:
                     log.info(
                         "attempt %d of %s to %s failed: %s", entry.attempts, root, recipient, reason
                     )
+                    also: list[WriteOp] = []
+                    report = None
                 else:
                     entry = advance_outbox(
                         self._current(key), ReceiptAccepted(ctx.clock.now_ms(), receipt)
                     )
-                await self._save(key, entry)
+                    report, also = await self._arrival_report(arrival, root, recipient)
+                await self._save(key, entry, also)
+                if report is not None:
+                    self._status.kept(report, new=True)
                 if entry.state is OutboxState.RETRY_WAIT:
                     heapq.heappush(self._timers, (entry.next_at, key))
                     self._wakeup.set()
@@ -490,7 +500,8 @@ class Sender:
         outgoing = self._documents.get(root)
         if outgoing is None:
             record = await self._ctx.store.get_document(root)
-            blocks = tuple(sorted(await self._ctx.store.pinned(doc_owner(root))))
+            pinned = await self._ctx.store.pinned(doc_owner(root))
+            blocks = tuple(sorted(cid for cid in pinned if cid != root))  # files' blocks
             manifest = Manifest.decode(record.manifest, expected=root)
             document = Document(
                 manifest, record.manifest, record.signatures, blocks, manifest.total_size
@@ -498,7 +509,7 @@ class Sender:
             outgoing = self._documents[root] = _Outgoing.of(document)
         return outgoing
 
-    async def _deliver(self, root: Cid, recipient: AgencyCode) -> bytes:
+    async def _deliver(self, root: Cid, recipient: AgencyCode) -> tuple[bytes, bytes | None]:
         ctx = self._ctx
         outgoing = await self._outgoing(root)
         node = ctx.directory.lookup(recipient)
@@ -536,7 +547,32 @@ class Sender:
             raise _Temporary(result.reason or "recipient asked to retry later")
         assert result.receipt is not None
         self._check_receipt(result.receipt, outgoing.document, recipient, session.peer.peer)
-        return result.receipt
+        return result.receipt, result.status
+
+    async def _arrival_report(
+        self, evidence: bytes | None, root: Cid, recipient: AgencyCode
+    ) -> tuple[StatusReport | None, list[WriteOp]]:
+        """Check the arrival report that came with a receipt; the writes that keep it.
+
+        A bad report costs only itself: the delivery stands on its verified receipt.
+        """
+        if evidence is None:
+            return None, []
+
+        async def is_this_delivery(document: Cid, reporter: AgencyCode) -> bool:
+            return document == root and reporter == recipient
+
+        try:
+            report, ops = await self._status.check(evidence, is_this_delivery)
+        except StatusTrailBroken as exc:
+            log.warning("arrival report from %s on %s ignored: %s", recipient, root, exc)
+            return None, []
+        if report.seq != 1 or report.code is not StatusCode.ARRIVED:
+            log.warning(
+                "report %d from %s came as an arrival report; ignored", report.seq, recipient
+            )
+            return None, []
+        return report, ops
 
     def _check_receipt(
         self, data: bytes, document: Document, recipient: AgencyCode, peer: object

@@ -107,6 +107,9 @@ class StatusDesk:
         self._changed: dict[Cid, trio.Event] = {}
         self.pushed = 0
         self.received = 0
+        self.listeners: list[Callable[[StatusReport], None]] = []
+        """Called with each report a recipient sends us once it is verified and kept (a
+        replayed report may be passed again). Must not block or raise."""
 
     # -- recipient side -----------------------------------------------------------------
 
@@ -163,6 +166,25 @@ class StatusDesk:
                 last = trail.reports[-1]
                 self._last[root] = last
         return last
+
+    def own_ops(self, report: StatusReport, evidence: bytes) -> list[WriteOp]:
+        """Writes that keep one of our reports in our own trail only (the arrival report,
+        which travels with the receipt instead of being pushed)."""
+        return [PutRecord(STATUS_LOG, _log_key(report.root, report.reporter, report.seq), evidence)]
+
+    def remember_own(self, report: StatusReport) -> None:
+        """After :meth:`own_ops` were written."""
+        self._last[report.root] = report
+
+    async def own_arrival(self, root: Cid) -> bytes | None:
+        """Our arrival report's evidence for ``root`` (to answer a repeated offer), if any."""
+        try:
+            value = await self._ctx.store.get_record(
+                STATUS_LOG, _log_key(root, self._ctx.agency, 1)
+            )
+        except NotFound:
+            return None
+        return value if isinstance(value, bytes) else None
 
     def record_ops(
         self, report: StatusReport, evidence: bytes, sender_peer: PeerId
@@ -280,16 +302,33 @@ class StatusDesk:
             StatusTrailBroken: the report does not verify, concerns no document we sent to its
                 reporter, or conflicts with a report already kept.
         """
+        report, ops = await self.check(request.report, is_recipient)
+        if ops:
+            await self._ctx.store.write(ops)
+        self.kept(report, new=bool(ops))
+        return Ack(request.rid)
+
+    async def check(
+        self, evidence: bytes, is_recipient: Callable[[Cid, AgencyCode], Awaitable[bool]]
+    ) -> tuple[StatusReport, list[WriteOp]]:
+        """Verify a report from a recipient (pushed, or carried with its receipt).
+
+        Returns:
+            The report and the writes that keep it (none if it is kept already); call
+            :meth:`kept` once they are written.
+
+        Raises:
+            StatusTrailBroken: as :meth:`receive`.
+        """
         try:
-            verified = verify_evidence(request.report, self._ctx.trust)
+            verified = verify_evidence(evidence, self._ctx.trust)
             report = StatusReport.decode(verified.evidence.body)
         except (DecodeError, VerificationError) as exc:
             raise StatusTrailBroken(f"status report does not verify: {exc}") from exc
         if verified.signer != report.reporter or report.node != verified.evidence.peer:
             raise StatusTrailBroken("status report signed by another agency or node than it names")
-        if report.sender != self._ctx.agency or not await is_recipient(
-            report.root, report.reporter
-        ):
+        known = await is_recipient(report.root, report.reporter)
+        if report.sender != self._ctx.agency or not known:
             raise StatusTrailBroken(
                 f"no document {report.root} was sent to {report.reporter} from here"
             )
@@ -304,15 +343,12 @@ class StatusDesk:
                 raise StatusTrailBroken(
                     f"a different report {report.seq} from {report.reporter} is already kept"
                 )
-            return Ack(request.rid)
+            return report, []
         if report.seq > 1:
+            previous_key = _log_key(report.root, report.reporter, report.seq - 1)
             try:
                 previous = StatusReport.decode(
-                    _body(
-                        await store.get_record(
-                            STATUS_LOG, _log_key(report.root, report.reporter, report.seq - 1)
-                        )
-                    )
+                    _body(await store.get_record(STATUS_LOG, previous_key))
                 )
             except NotFound:
                 previous = None
@@ -321,12 +357,17 @@ class StatusDesk:
                     f"report {report.seq} from {report.reporter} does not follow "
                     f"report {report.seq - 1}"
                 )
-        await store.write([PutRecord(STATUS_LOG, key, request.report)])
-        self.received += 1
+        return report, [PutRecord(STATUS_LOG, key, evidence)]
+
+    def kept(self, report: StatusReport, *, new: bool) -> None:
+        """A report from a recipient is stored: wake waiters and tell the listeners."""
+        if new:
+            self.received += 1
         event = self._changed.pop(report.root, None)
         if event is not None:
             event.set()
-        return Ack(request.rid)
+        for listener in tuple(self.listeners):
+            listener(report)
 
     async def wait_changed(self, root: Cid) -> None:
         await self._changed.setdefault(root, trio.Event()).wait()

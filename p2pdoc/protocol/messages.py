@@ -22,7 +22,7 @@ whose second is the request id (0 in handshake messages)::
     Cancel       [14, rid]
     BlockData    [20, rid, CID, block]
     BlocksEnd    [21, rid, [missing CID, ...]]
-    OfferResult  [22, rid, outcome, receipt or nil, reason]
+    OfferResult  [22, rid, outcome, receipt or nil, reason, arrival status or nil]
     Ack          [23, rid]
     Error        [24, rid, code, message]
 
@@ -198,10 +198,14 @@ class BlocksEnd:
 
 @dataclass(frozen=True, slots=True)
 class OfferResult:
+    """The answer to an Offer. With DELIVERED: the receipt, and the recipient's automatic
+    status 01 (arrived) report when it makes one, so that it needs no separate push."""
+
     rid: int
     outcome: OfferOutcome
     receipt: bytes | None = None
     reason: str = ""
+    status: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +247,8 @@ def encode_message(message: Message) -> bytes:
                 [[c.to_bytes(), b] for c, b in blocks],
                 [p.to_bytes() for p in providers],
             ]
-        case OfferResult(rid, outcome, receipt, reason):
-            fields = [_Type.OFFER_RESULT, rid, int(outcome), receipt, reason]
+        case OfferResult(rid, outcome, receipt, reason, status):
+            fields = [_Type.OFFER_RESULT, rid, int(outcome), receipt, reason, status]
         case PushStatus(rid, report):
             fields = [_Type.PUSH_STATUS, rid, report]
         case Ack(rid):
@@ -446,7 +450,7 @@ def _decode_blocks_end(f: list[Any], rid: int) -> BlocksEnd:
 
 
 def _decode_offer_result(f: list[Any], rid: int) -> OfferResult:
-    _arity(f, 5, "OfferResult")
+    _arity(f, 6, "OfferResult")
     try:
         outcome = OfferOutcome(_uint(f[2], "outcome", max_value=255))
     except ValueError:
@@ -454,7 +458,10 @@ def _decode_offer_result(f: list[Any], rid: int) -> OfferResult:
     receipt = None if f[3] is None else _bytes(f[3], "receipt", max_size=MAX_SIGNED_OBJECT)
     if (outcome is OfferOutcome.DELIVERED) != (receipt is not None):
         raise _fail("a receipt comes with DELIVERED and only then")
-    return OfferResult(rid, outcome, receipt, _text(f[4], "reason"))
+    status = None if f[5] is None else _bytes(f[5], "status", max_size=MAX_SIGNED_OBJECT)
+    if status is not None and receipt is None:
+        raise _fail("an arrival status comes only with a receipt")
+    return OfferResult(rid, outcome, receipt, _text(f[4], "reason"), status)
 
 
 def _decode_ack(f: list[Any], rid: int) -> Ack:

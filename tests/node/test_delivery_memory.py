@@ -55,6 +55,10 @@ async def test_status_trail_reaches_the_sender(autojump_clock: trio.testing.Mock
         handle = await mesh.node(gov).send(document)
         with trio.fail_after(60):
             await handle.wait()
+        # The arrival report came with the receipt and was kept in the same write: no push.
+        arrived = await mesh.node(gov).status_trail(document.root, qn.code)
+        assert [c.value for c in arrived.codes] == ["01"]
+        assert mesh.node(qn).health()["status_pushed"] == 0
         recipient = mesh.node(qn)
         for code in (
             StatusCode.ACCEPTED,

@@ -406,6 +406,7 @@ def test_offer_result_wire_roundtrip() -> None:
 
     for message in [
         OfferResult(5, OfferOutcome.DELIVERED, b"r", ""),
+        OfferResult(9, OfferOutcome.DELIVERED, b"r", "", b"arrival status"),
         OfferResult(6, OfferOutcome.REJECTED, None, "not a recipient"),
         BlocksEnd(7, (Cid.of(Multicodec.RAW, b"x"),)),
         GetBlocks(8, Cid.of(Multicodec.DAG_CBOR, b"r"), (Cid.of(Multicodec.RAW, b"x"),)),
