@@ -406,8 +406,12 @@ class DagWalker:
                 waiting.append(want)
         return out
 
-    def receive(self, cid: Cid, data: bytes) -> bytes:
+    def receive(self, cid: Cid, data: bytes, *, verified: bool = False) -> bytes:
         """Accept the block for an outstanding ``cid``.
+
+        Args:
+            verified: the caller already checked that ``data`` hashes to ``cid`` (e.g. a
+                block exchange that verifies every block on arrival); skip hashing it again.
 
         Returns:
             The file bytes the block holds itself: all of a raw leaf, the UnixFS ``Data``
@@ -430,7 +434,8 @@ class DagWalker:
         limits = self._limits
         if len(data) > limits.max_block_size:
             raise LimitExceeded(f"block {cid}", len(data), limits.max_block_size)
-        cid.verify(data)
+        if not verified:
+            cid.verify(data)
         children: tuple[PBLink, ...] = ()
         blocksizes: tuple[int, ...] = ()
         if cid.codec is Multicodec.RAW:

@@ -452,9 +452,14 @@ class _Fetch:
         self._buffer = []
         return list(self._cids), ops
 
-    def _accept(self, walker: DagWalker, cid: Cid, data: bytes, *, new: bool) -> None:
+    def _accept(
+        self, walker: DagWalker, cid: Cid, data: bytes, *, new: bool, checked: bool
+    ) -> None:
+        """Feed a block to a walker. ``checked``: it already hashed to its CID (inline blocks
+        are checked with the offer, fetched ones by the session); blocks read back from the
+        store are checked again."""
         try:
-            walker.receive(cid, data)
+            walker.receive(cid, data, verified=checked)
         except (ContentMismatch, DecodeError, LimitExceeded) as exc:
             raise _Reject(f"the document's file DAG is invalid: {exc}") from exc
         if cid not in self._cids:
@@ -477,9 +482,9 @@ class _Fetch:
             for walker, cid in wanted:
                 inline = self._inline.get(cid)
                 if inline is not None:
-                    self._accept(walker, cid, inline, new=True)
+                    self._accept(walker, cid, inline, new=True, checked=True)
                 elif present[cid]:
-                    self._accept(walker, cid, await store.get_block(cid), new=False)
+                    self._accept(walker, cid, await store.get_block(cid), new=False, checked=False)
                 else:
                     waiting = self._waiting.setdefault(cid, [])
                     if not waiting:
@@ -540,7 +545,7 @@ class _Fetch:
             if arrival is not None:
                 cid, data = arrival
                 for walker in self._waiting.pop(cid, ()):
-                    self._accept(walker, cid, data, new=True)
+                    self._accept(walker, cid, data, new=True, checked=True)
             if self._buffered >= self._ctx.config.receive.write_batch_bytes:
                 await self._flush()
             await self._resolve_locally()
