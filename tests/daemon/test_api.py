@@ -1,5 +1,5 @@
 """The HTTP API in-process: on trio beside the node, bad input refused with the error shape
-and nothing stored, the documented routes, metrics and the dashboard placeholder."""
+and nothing stored, the documented routes, metrics and the dashboard page."""
 
 from __future__ import annotations
 
