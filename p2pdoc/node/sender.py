@@ -114,6 +114,7 @@ class Sender:
         self._by_root: dict[Cid, dict[AgencyCode, OutboxEntry]] = {}
         self._finished: OrderedDict[Cid, None] = OrderedDict()
         self._documents: dict[Cid, _Outgoing] = {}
+        self._unsent: OrderedDict[Cid, bool] = OrderedDict()  # created here, not sent yet
         # Small documents created here and not sent yet, with their blocks in memory.
         self._fresh: OrderedDict[Cid, _Outgoing] = OrderedDict()
         self._timers: list[tuple[int, tuple[Cid, AgencyCode]]] = []
@@ -223,6 +224,9 @@ class Sender:
             ops.append(Unpin(draft))
         await ctx.store.write(ops)
         document = Document(manifest, manifest_bytes, signatures, blocks, manifest.total_size)
+        self._unsent[root] = True
+        while len(self._unsent) > _KEEP_FRESH:
+            self._unsent.popitem(last=False)
         if small:
             # Keep the blocks for the offer, which carries them inline (no read back).
             self._fresh[root] = _Outgoing.of(document, made, ctx.config.delivery.inline_limit)
@@ -265,11 +269,13 @@ class Sender:
         root = document.root
         ops: list[WriteOp] = []
         fresh: list[tuple[AgencyCode, OutboxEntry]] = []
+        # A document this node created and has not sent yet has no outbox entries to look for.
+        never_sent = self._unsent.pop(root, False)
         for recipient in document.envelope.recipient_codes:
             key = (root, recipient)
             if self._get(key) is not None:
                 continue
-            earlier = await self._load(root, recipient)
+            earlier = None if never_sent else await self._load(root, recipient)
             if earlier is not None:
                 # Queued before a restart and finished since (unfinished entries were loaded
                 # by resume): keep it in view so that the document's handle sees it.
