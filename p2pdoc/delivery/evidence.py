@@ -319,6 +319,30 @@ def verify_evidence(data: bytes, verifier: NodeVerifier) -> VerifiedEvidence:
     return VerifiedEvidence(evidence, agency)
 
 
+# -- record bodies --------------------------------------------------------------------------
+
+_RECEIPT_KEYS: Final = frozenset(
+    {"ctx", "root", "document_id", "sender", "recipient", "node", "received_at", "files",
+     "signatures_digest"}
+)  # fmt: skip
+_STATUS_KEYS: Final = frozenset(
+    {"ctx", "root", "document_id", "sender", "reporter", "node", "seq", "prev", "code", "at",
+     "staff", "description"}
+)  # fmt: skip
+
+
+def _record(body: bytes, context: str, keys: frozenset[str], what: str) -> dict[str, Value]:
+    """Decode a record body: canonical CBOR, exactly ``keys``, ``ctx`` equal to ``context``.
+
+    Raises:
+        DecodeError: naming ``what`` it is not.
+    """
+    value = cbor.decode(body, max_size=MAX_EVIDENCE_SIZE)
+    if not isinstance(value, dict) or set(value) != keys or value["ctx"] != context:
+        raise DecodeError(f"not {what} body")
+    return value
+
+
 # -- receipts -------------------------------------------------------------------------------
 
 
@@ -356,20 +380,7 @@ class Receipt:
 
     @classmethod
     def decode(cls, body: bytes) -> Receipt:
-        value = cbor.decode(body, max_size=MAX_EVIDENCE_SIZE)
-        keys = {
-            "ctx",
-            "root",
-            "document_id",
-            "sender",
-            "recipient",
-            "node",
-            "received_at",
-            "files",
-            "signatures_digest",
-        }
-        if not isinstance(value, dict) or set(value) != keys or value["ctx"] != RECEIPT_CONTEXT:
-            raise DecodeError("not a receipt body")
+        value = _record(body, RECEIPT_CONTEXT, _RECEIPT_KEYS, "a receipt")
         try:
             receipt = cls(
                 root=_typed(value["root"], Cid),
@@ -475,23 +486,7 @@ class StatusReport:
 
     @classmethod
     def decode(cls, body: bytes) -> Self:
-        value = cbor.decode(body, max_size=MAX_EVIDENCE_SIZE)
-        keys = {
-            "ctx",
-            "root",
-            "document_id",
-            "sender",
-            "reporter",
-            "node",
-            "seq",
-            "prev",
-            "code",
-            "at",
-            "staff",
-            "description",
-        }
-        if not isinstance(value, dict) or set(value) != keys or value["ctx"] != STATUS_CONTEXT:
-            raise DecodeError("not a status report body")
+        value = _record(body, STATUS_CONTEXT, _STATUS_KEYS, "a status report")
         try:
             staff = _typed(value["staff"], dict)
             if set(staff) != {"name", "department", "contact"}:

@@ -36,9 +36,30 @@ from contextlib import contextmanager
 
 import trio
 
+from p2pdoc.errors import InvalidValue
 from p2pdoc.model.ids import PeerId
 
-__all__ = ["ExclusiveSending", "Network", "StreamHandler"]
+__all__ = ["MAX_PROTOCOL_LENGTH", "ExclusiveSending", "Network", "StreamHandler", "check_protocol"]
+
+MAX_PROTOCOL_LENGTH = 200
+"""Longest protocol id a network accepts."""
+
+
+def check_protocol(protocol: str) -> None:
+    """Check a protocol id: printable text starting with ``/``, no spaces, bounded.
+
+    Raises:
+        InvalidValue: naming the id.
+    """
+    if (
+        not isinstance(protocol, str)
+        or not protocol.startswith("/")
+        or len(protocol) > MAX_PROTOCOL_LENGTH
+        or not protocol.isprintable()
+        or " " in protocol
+    ):
+        raise InvalidValue(f"protocol must be printable text starting with '/': {protocol!r}")
+
 
 StreamHandler = Callable[[PeerId, trio.abc.Stream], Awaitable[None]]
 """Called in a task owned by the network for each incoming stream of a protocol.

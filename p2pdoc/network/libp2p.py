@@ -84,7 +84,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 
 from p2pdoc.errors import ConfigError, InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
-from p2pdoc.network.base import ExclusiveSending, Network, StreamHandler
+from p2pdoc.network.base import ExclusiveSending, Network, StreamHandler, check_protocol
 
 __all__ = [
     "SECURITY_PROTOCOLS",
@@ -111,7 +111,6 @@ A Noise transport message carries at most 65535 - 16 (MAC) plaintext bytes, a Ya
 is 12 bytes. Yamux's own 64 KiB frames need two Noise messages each (65524 + 12 > 65519).
 """
 _DEFAULT_RECEIVE: Final = 256 * 1024
-_MAX_PROTOCOL: Final = 200
 _WINDOW_POLL_MIN: Final = 0.0005
 _WINDOW_POLL_MAX: Final = 0.01
 _CLOSE_TIMEOUT: Final = 5.0
@@ -223,17 +222,6 @@ def _to_libp2p(peer: PeerId) -> ID:
 
 def _from_libp2p(peer_id: ID) -> PeerId:
     return PeerId(peer_id.to_bytes())
-
-
-def _check_protocol(protocol: str) -> None:
-    if (
-        not isinstance(protocol, str)
-        or not protocol.startswith("/")
-        or len(protocol) > _MAX_PROTOCOL
-        or not protocol.isprintable()
-        or " " in protocol
-    ):
-        raise InvalidValue(f"protocol must be printable text starting with '/': {protocol!r}")
 
 
 def _describe(exc: BaseException) -> str:
@@ -589,7 +577,7 @@ class Libp2pNetwork(Network):
         return list(self._listen)
 
     def set_handler(self, protocol: str, handler: StreamHandler) -> None:
-        _check_protocol(protocol)
+        check_protocol(protocol)
         self._handlers[protocol] = handler
         self._host.set_stream_handler(TProtocol(protocol), self._dispatcher(protocol))
 
@@ -629,7 +617,7 @@ class Libp2pNetwork(Network):
                 failed or the dial timed out, the peer refused the protocol or did not
                 answer within ``negotiate_timeout``. The message says which.
         """
-        _check_protocol(protocol)
+        check_protocol(protocol)
         if not isinstance(peer, PeerId):
             raise InvalidValue("peer must be a PeerId")
         if not self._running:

@@ -49,7 +49,7 @@ import trio
 
 from p2pdoc.errors import InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
-from p2pdoc.network.base import ExclusiveSending, Network, StreamHandler
+from p2pdoc.network.base import ExclusiveSending, Network, StreamHandler, check_protocol
 
 __all__ = ["Faults", "MemoryNetwork", "MemoryRouter", "RouterStats", "memory_addr"]
 
@@ -59,7 +59,6 @@ _ADDR_PREFIX: Final = "/memory/"
 _DEFAULT_RECEIVE: Final = 64 * 1024
 
 _PumpFn = Callable[[PeerId], Awaitable[None]]
-_MAX_PROTOCOL: Final = 200
 
 
 def memory_addr(peer: PeerId) -> str:
@@ -109,17 +108,6 @@ class RouterStats:
     streams: int = 0
     chunks_delivered: int = 0
     bytes_delivered: int = 0
-
-
-def _check_protocol(protocol: str) -> None:
-    if (
-        not isinstance(protocol, str)
-        or not protocol.startswith("/")
-        or len(protocol) > _MAX_PROTOCOL
-        or not protocol.isprintable()
-        or " " in protocol
-    ):
-        raise InvalidValue(f"protocol must be printable text starting with '/': {protocol!r}")
 
 
 def _parse_addr(text: str) -> PeerId:
@@ -569,7 +557,7 @@ class MemoryNetwork(Network):
         return [memory_addr(self._peer)]
 
     def set_handler(self, protocol: str, handler: StreamHandler) -> None:
-        _check_protocol(protocol)
+        check_protocol(protocol)
         self._handlers[protocol] = handler
 
     def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
@@ -610,7 +598,7 @@ class MemoryNetwork(Network):
                 partitioned, not listening), the connection broke while opening, or the
                 peer has no handler for ``protocol``.
         """
-        _check_protocol(protocol)
+        check_protocol(protocol)
         if not isinstance(peer, PeerId):
             raise InvalidValue("peer must be a PeerId")
         if not self._running:
