@@ -23,8 +23,12 @@ Contract:
   Keys sort bytewise (UTF-8), so callers encode ordered keys as zero-padded text. A value must
   be in the canonical CBOR data model and encode to at most :data:`MAX_RECORD_SIZE` bytes;
   reads return a fresh decoded copy (tuples come back as lists).
-- **Reads never block the event loop** for long; implementations offload or batch disk work.
-  A read that starts after a ``write`` returned sees that write.
+- **Nothing blocks the event loop for long.** Implementations may do work that is small by
+  construction on the loop's thread (a primary-key lookup of a small row, a short range, the
+  statements of a small batch) and offload the rest (fsyncs, large rows, long ranges). Every
+  read and write is a trio checkpoint. A read that starts after a ``write`` returned sees
+  that write. Batches apply in the order their ``write`` calls queue them, after their checks
+  (one task's writes in call order).
 - Every failure is a :class:`~p2pdoc.errors.StoreError` (or :class:`ContentMismatch`), except
   malformed arguments (a programming error), which raise
   :class:`~p2pdoc.errors.InvalidValue` before anything is written.

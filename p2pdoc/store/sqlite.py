@@ -2,28 +2,49 @@
 
 Goals: nothing acknowledged is lost (a ``write`` returns once its transaction is committed
 with the configured ``synchronous`` level); no batch is ever half applied; the trio event loop
-never waits on the disk; many small concurrent writes share one commit (and one fsync).
+never waits on an fsync or on a large read; many small concurrent writes share one commit (and
+one fsync); a point read or a small write costs little more CPU than the SQLite call itself.
 
 Non-goals: several processes writing the same database (one node owns its file; a second
 writer would only wait on SQLite's lock), shrinking the file after garbage collection (free
 pages are reused; ``VACUUM`` offline if needed), encryption at rest.
 
-Threads:
-- **One writer thread** owns the only writing connection. Callers put their batch on a queue
-  and wait on a :class:`trio.Event`. The writer takes the first waiting batch plus every batch
-  that queued up behind it (while the previous commit ran) and applies them in one
-  transaction, each inside its own ``SAVEPOINT``: a batch that fails (say ``SQLITE_FULL``) is
-  rolled back alone and its caller gets the error, the others commit. When SQLite rolls back
-  the whole transaction itself (it does so on ``SQLITE_FULL``), the other batches are applied
-  again in a new transaction. Callers wake once the ``COMMIT`` returned.
-- **Reads** run in trio worker threads on a small pool of read-only connections; WAL lets them
-  read while the writer writes. Every read statement is run to completion (``fetchall``), so
-  no connection keeps an old snapshot between calls.
+Where the work runs (``docs/store.md`` has the measured figures behind each choice):
+
+- **Small reads run on the event loop's thread**, on a read connection of their own: a
+  primary-key lookup (``get_record``, ``get_document``, ``get_block``), ``has_blocks`` (64
+  CIDs per query, a checkpoint between queries), and a range (``list_records``,
+  ``list_documents``, ``find_documents``, ``pinned``) while it returns at most 64 rows. The
+  query itself checks the size (``length()`` reads the b-tree cell, not the data): data over
+  ``SQLiteConfig.loop_read_bytes`` (64 KiB) in all, or record values over 8 KiB in all (they
+  are decoded on the spot), are left unread and the call is served by a worker thread
+  instead. A thread hand-off costs far more CPU than such a read; the price is that a page in
+  neither SQLite's nor the OS's cache is read from disk while the loop waits.
+- **Other reads** (larger rows, longer ranges, ``block_count``, ``backup``,
+  ``check_integrity``) run in trio worker threads on a small pool of read connections. WAL
+  lets every reader read while the writer writes. Every read statement is run to completion
+  or reset, so no connection keeps an old snapshot between calls.
+- **Writes: statements on the loop, commits in the writer thread.** ``write`` queues its
+  batch. When the writing connection is free, the loop takes the queued batches (up to
+  ``max_group_batches`` / ``max_group_bytes``), runs ``BEGIN IMMEDIATE`` and their statements
+  (the batches' rows merged per table, one ``executemany`` per run of one statement) of the
+  leading batches that cost at most ``loop_write_bytes`` (64 KiB) each and 256 KiB in all
+  (a batch costs its data bytes plus 512 per row; one with an ``Unpin`` never goes on the
+  loop), and hands the open transaction to the **writer thread**, which applies the other
+  batches, runs ``COMMIT`` (the fsync) and wakes every caller of the group with one
+  ``TrioToken.run_sync_soon``. Batches queued meanwhile form the next group. Any failure on
+  the loop (a full disk, a lock held by another process) rolls the transaction back and
+  leaves the whole group to the thread. When a statement fails there, the group is applied
+  again batch by batch, each inside its own ``SAVEPOINT``: a batch that fails is rolled back
+  alone and its caller gets the error, the others commit; when SQLite rolls back the whole
+  transaction itself (it does so on ``SQLITE_FULL``), the other batches are applied again in a
+  new transaction. Callers wake once the ``COMMIT`` returned. The writer thread needs the GIL
+  three times per group whatever its size, instead of once or more per statement.
 
 Cancellation: a cancelled ``write`` (or ``collect_garbage`` step) may or may not be applied,
 but never in part: a batch still queued when its caller is cancelled is skipped; one already
-being committed completes. Reads run to completion in their thread even if the caller is
-cancelled (they are short).
+applied to the open transaction is committed. Reads in a worker thread run to completion even
+if the caller is cancelled (they are short); reads on the loop are synchronous.
 
 Errors: ``sqlite3`` exceptions are translated here and nowhere else: ``SQLITE_FULL`` ->
 :class:`~p2pdoc.errors.StorageFull`, ``SQLITE_CORRUPT`` / ``SQLITE_NOTADB`` ->
@@ -31,21 +52,24 @@ Errors: ``sqlite3`` exceptions are translated here and nowhere else: ``SQLITE_FU
 always with the original as ``__cause__``.
 
 A store is not bound to one trio run: each call finds its own run's token, so a store opened
-in one ``trio.run`` can be used from the next (as the property tests do).
+in one ``trio.run`` can be used from the next (as the property tests do). If a run ends while
+the writer thread commits, that run's queued batches (nobody waits for them) are dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import trio
 
@@ -115,6 +139,25 @@ SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _HASH_IN_THREAD_BYTES: Final = 64 * 1024
 _GC_CHUNK: Final = 256
 
+# Reads on the event loop's thread (see the module docstring and docs/store.md).
+_LOOP_ROWS: Final = 64
+"""Most rows a range read returns on the loop; a longer range goes to a worker thread."""
+_LOOP_DECODE_BYTES: Final = 8 * 1024
+"""Most bytes of record values a read decodes on the loop (CBOR decoding is Python code:
+about 0.6 us per byte for the densest values, ~7 us for a 160-byte outbox entry)."""
+_HAS_CHUNK: Final = 64
+"""CIDs per ``has_blocks`` query (a checkpoint between queries)."""
+_LOOP_GROUP_BYTES: Final = 256 * 1024
+"""Most a group applies on the loop (its batches' costs, see :func:`_steps`); the rest of the
+group goes to the writer thread."""
+_LOOP_ROW_COST: Final = 512
+"""What one written row counts for against the loop's write limits besides its data bytes: a
+``Pin`` of 128 CIDs costs as much as 64 KiB of data, and a group applies at most 512 rows on
+the loop (~3 us each)."""
+_NOT_ON_LOOP: Final = 1 << 62
+"""The cost of a batch holding an ``Unpin``: it deletes any number of rows, so the writer
+thread applies it."""
+
 _SQL_PUT_BLOCK: Final = "INSERT OR IGNORE INTO blocks (cid, size, data) VALUES (?, ?, ?)"
 _SQL_PIN: Final = "INSERT OR IGNORE INTO pins (owner, cid) VALUES (?, ?)"
 _SQL_UNPIN: Final = "DELETE FROM pins WHERE owner = ?"
@@ -127,6 +170,41 @@ _SQL_DELETE_RECORD: Final = "DELETE FROM records WHERE tbl = ? AND key = ?"
 _DOCUMENT_COLUMNS: Final = "root, document_id, sender, created_at, manifest, signatures"
 
 
+_TABLE_OF: Final = {
+    _SQL_PUT_BLOCK: 0,
+    _SQL_PIN: 1,
+    _SQL_UNPIN: 1,
+    _SQL_PUT_DOCUMENT: 2,
+    _SQL_PUT_RECORD: 3,
+    _SQL_DELETE_RECORD: 3,
+}
+"""The table each write statement touches (merged groups keep the order within a table)."""
+
+_SQL_LOOP_RECORD: Final = (
+    "SELECT CASE WHEN length(value) <= ? THEN value END FROM records WHERE tbl = ? AND key = ?"
+)
+_SQL_LOOP_BLOCK: Final = (
+    "SELECT CASE WHEN length(data) <= ? THEN data END FROM blocks WHERE cid = ?"
+)
+_SQL_DOCUMENTS: Final = f"SELECT {_DOCUMENT_COLUMNS} FROM documents "
+_SQL_LOOP_DOCUMENTS: Final = (
+    "SELECT root, document_id, sender, created_at,"
+    " CASE WHEN length(manifest) + length(signatures) <= ?1 THEN manifest END,"
+    " CASE WHEN length(manifest) + length(signatures) <= ?1 THEN signatures END,"
+    " length(manifest) + length(signatures) FROM documents "
+)
+_SQL_LOOP_DOCUMENT: Final = _SQL_LOOP_DOCUMENTS + "WHERE root = ?2"
+
+
+def _sql_has(count: int) -> str:
+    return f"SELECT cid FROM blocks WHERE cid IN ({', '.join('?' * count)})"
+
+
+# Statement texts for 1, 2, 4 .. 64 CIDs: a chunk is padded to the next size (repeating a
+# CID), so at most seven statements sit in the connection's statement cache.
+_SQL_HAS: Final = {1 << i: _sql_has(1 << i) for i in range(7)}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SQLiteConfig:
     """How a :class:`SQLiteStore` uses its database file."""
@@ -137,7 +215,9 @@ class SQLiteConfig:
     commits may be lost on power loss or an OS crash (fsync only at checkpoints)."""
 
     busy_timeout: float = 5.0
-    """Seconds a connection waits for a lock held by another connection before failing."""
+    """Seconds the writer thread and worker-thread reads wait for a lock held by another
+    connection before failing (the event loop's connections never wait: their work goes to a
+    thread instead)."""
 
     max_database_bytes: int | None = None
     """Quota on the main database file (rounded down to whole pages; the WAL comes on top).
@@ -145,7 +225,8 @@ class SQLiteConfig:
     None: only the disk limits it."""
 
     readers: int = 4
-    """Read connections, i.e. how many reads run in parallel."""
+    """Read connections of the worker threads, i.e. how many reads run there in parallel (the
+    event loop has a read connection of its own besides)."""
 
     page_size: int = 16384
     """Database page size in bytes (a power of two, 512 .. 65536); applies only when the
@@ -164,6 +245,16 @@ class SQLiteConfig:
 
     max_group_bytes: int = 32 << 20
     """A transaction stops taking more batches once their block data reaches this size."""
+
+    loop_read_bytes: int = 64 * 1024
+    """Most bytes a read returns from the event loop's thread (rows of blocks, documents,
+    records; record values are also held to 8 KiB there, since they are decoded on the spot).
+    Larger reads go to a worker thread. 0: every read goes to a worker thread."""
+
+    loop_write_bytes: int = 64 * 1024
+    """Batches with at most this much data (block data, manifests, signatures, record values)
+    have their statements run on the event loop's thread; larger ones are applied by the
+    writer thread. 0: the writer thread applies every batch."""
 
     def __post_init__(self) -> None:
         if self.synchronous not in ("FULL", "NORMAL"):
@@ -185,6 +276,10 @@ class SQLiteConfig:
             raise ConfigError("store.max_group_batches", "must be >= 1")
         if self.max_group_bytes < 1:
             raise ConfigError("store.max_group_bytes", "must be >= 1")
+        if not 0 <= self.loop_read_bytes <= 1 << 24:
+            raise ConfigError("store.loop_read_bytes", "must be 0 .. 16 MiB")
+        if not 0 <= self.loop_write_bytes <= 1 << 24:
+            raise ConfigError("store.loop_write_bytes", "must be 0 .. 16 MiB")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,11 +321,11 @@ def _corrupt(what: str, exc: Exception) -> StoreCorrupt:
     return error
 
 
-# -- jobs for the writer thread ------------------------------------------------------------
+# -- jobs for the writing connection -------------------------------------------------------
 
 
 class _Job:
-    """Something the writer thread does for a waiting trio task."""
+    """Something the writing connection does for a waiting trio task."""
 
     __slots__ = ("abandoned", "done", "error", "token")
 
@@ -238,13 +333,8 @@ class _Job:
         self.token = trio.lowlevel.current_trio_token()
         self.done = trio.Event()
         self.error: StoreError | None = None
-        # Set by the caller when cancelled; read by the writer before starting the job.
+        # Set by the caller when cancelled; read before the job is started.
         self.abandoned = False
-
-    def finish(self) -> None:
-        """Wake the caller (called from the writer thread)."""
-        with contextlib.suppress(trio.RunFinishedError):
-            self.token.run_sync_soon(self.done.set)
 
     async def wait(self) -> None:
         try:
@@ -260,16 +350,17 @@ _Step = tuple[str, list[tuple[object, ...]]]
 
 
 class _WriteJob(_Job):
-    __slots__ = ("nbytes", "steps")
+    __slots__ = ("cost", "nbytes", "steps")
 
-    def __init__(self, steps: list[_Step], nbytes: int) -> None:
+    def __init__(self, steps: list[_Step], nbytes: int, cost: int) -> None:
         super().__init__()
         self.steps = steps
         self.nbytes = nbytes
+        self.cost = cost
 
 
 class _CallJob(_Job, Generic[_T]):
-    """Run ``fn`` on the writing connection in a transaction of its own."""
+    """Run ``fn`` on the writing connection in a transaction of its own (writer thread)."""
 
     __slots__ = ("doing", "fn", "result")
 
@@ -280,13 +371,59 @@ class _CallJob(_Job, Generic[_T]):
         self.result: _T | None = None
 
 
-_STOP: Final = object()
+class _StopJob(_Job):
+    """Close the writing connection and end the writer thread (queued last by ``aclose``)."""
+
+    __slots__ = ()
 
 
-def _steps(ops: Sequence[WriteOp], encoded: list[bytes | None]) -> tuple[list[_Step], int]:
-    """SQL for a checked batch: runs of one statement become one ``executemany``, in order."""
+@dataclass(slots=True)
+class _Commit:
+    """A group for the writer thread: ``applied`` are in the open transaction (the loop ran
+    their statements), ``rest`` are still to apply; then ``COMMIT``."""
+
+    applied: list[_WriteJob]
+    rest: list[_WriteJob]
+
+
+class _Use(enum.Enum):
+    WORKER = enum.auto()
+    """A read on the loop found more than it may return there: ask a worker thread."""
+
+
+def _merged(jobs: Sequence[_WriteJob]) -> list[_Step]:
+    """The statements of ``jobs`` with their rows merged: per table, every run of one
+    statement becomes one ``executemany``, in the batches' order.
+
+    Statements on different tables commute (no triggers, no foreign keys), so the committed
+    result is the one of applying the batches one after the other; within a table the order
+    is kept (a ``DeleteRecord`` after a ``PutRecord`` of the same key still deletes it).
+    """
+    if len(jobs) == 1:
+        return jobs[0].steps
+    tables: tuple[list[_Step], ...] = ([], [], [], [])
+    for job in jobs:
+        for sql, rows in job.steps:
+            runs = tables[_TABLE_OF[sql]]
+            if runs and runs[-1][0] == sql:
+                runs[-1][1].extend(rows)
+            else:
+                runs.append((sql, list(rows)))  # a copy: job.steps stay as they were
+    return [step for runs in tables for step in runs]
+
+
+def _steps(ops: Sequence[WriteOp], encoded: list[bytes | None]) -> tuple[list[_Step], int, int]:
+    """SQL for a checked batch: runs of one statement become one ``executemany``, in order.
+
+    Returns the steps, the batch's data bytes (block data, manifests, signature sets, record
+    values) and its cost against the loop's write limits: the data bytes plus
+    ``_LOOP_ROW_COST`` per row, or ``_NOT_ON_LOOP`` if it holds an ``Unpin`` (which deletes
+    any number of rows).
+    """
     steps: list[_Step] = []
     nbytes = 0
+    count = 0
+    unpin = False
     for op, value in zip(ops, encoded, strict=True):
         rows: list[tuple[object, ...]]
         if isinstance(op, PutBlock):
@@ -297,6 +434,7 @@ def _steps(ops: Sequence[WriteOp], encoded: list[bytes | None]) -> tuple[list[_S
             sql, rows = _SQL_PIN, [(owner, cid.to_bytes()) for cid in op.cids]
         elif isinstance(op, Unpin):
             sql, rows = _SQL_UNPIN, [(op.owner,)]
+            unpin = True
         elif isinstance(op, PutDocument):
             r = op.record
             row = (r.root.to_bytes(), r.document_id, r.sender, r.created_at)
@@ -309,11 +447,12 @@ def _steps(ops: Sequence[WriteOp], encoded: list[bytes | None]) -> tuple[list[_S
         else:
             assert isinstance(op, DeleteRecord)
             sql, rows = _SQL_DELETE_RECORD, [(op.table, op.key.encode())]
+        count += len(rows)
         if steps and steps[-1][0] == sql:
             steps[-1][1].extend(rows)
         else:
             steps.append((sql, rows))
-    return steps, nbytes
+    return steps, nbytes, _NOT_ON_LOOP if unpin else nbytes + _LOOP_ROW_COST * count
 
 
 # -- opening and migrations ----------------------------------------------------------------
@@ -366,7 +505,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def _open_sync(
     path: str, config: SQLiteConfig
-) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
+) -> tuple[sqlite3.Connection, list[sqlite3.Connection], sqlite3.Connection]:
+    """The writing connection, the worker threads' read connections, the loop's."""
     conns: list[sqlite3.Connection] = []
     try:
         writer = _connect(path, config)
@@ -384,14 +524,21 @@ def _open_sync(
             page_size = _pragma(writer, "page_size")
             assert isinstance(page_size, int)
             writer.execute(f"PRAGMA max_page_count = {config.max_database_bytes // page_size}")
+        # The loop applies statements on this connection; it must never wait for a lock there.
+        # The writer thread waits for one (busy_timeout) when it begins a transaction itself.
+        writer.execute("PRAGMA busy_timeout = 0")
         readers = []
-        for _ in range(config.readers):
+        for _ in range(config.readers + 1):
             reader = _connect(path, config)
             conns.append(reader)
             reader.execute("PRAGMA query_only = ON")
             reader.execute(f"PRAGMA mmap_size = {config.mmap_bytes}")
             readers.append(reader)
-        return writer, readers
+        # The loop's reader does not wait for locks either (a WAL reader meets one only while
+        # another process recovers the file): on SQLITE_BUSY the read goes to a worker.
+        loop_reader = readers.pop()
+        loop_reader.execute("PRAGMA busy_timeout = 0")
+        return writer, readers, loop_reader
     except BaseException as exc:
         for conn in conns:
             conn.close()
@@ -433,6 +580,11 @@ def _decode_value(value: object) -> Value:
         raise _corrupt("record value", exc) from exc
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def _cid_from_row(value: object) -> Cid:
     try:
         assert isinstance(value, bytes)
@@ -454,12 +606,24 @@ class SQLiteStore(Store):
         config: SQLiteConfig,
         writer: sqlite3.Connection,
         readers: list[sqlite3.Connection],
+        loop_reader: sqlite3.Connection,
     ) -> None:
         """Internal: use :meth:`open`."""
         self._path = path
         self._config = config
         self._writer = writer
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._loop_reader = loop_reader
+        self._loop_bytes = config.loop_read_bytes
+        self._loop_decode_bytes = min(config.loop_read_bytes, _LOOP_DECODE_BYTES)
+        # Work for the writer thread: a group to commit, a call, or the stop.
+        self._queue: queue.SimpleQueue[_Commit | _CallJob[object] | _StopJob] = queue.SimpleQueue()
+        # Jobs waiting for the writing connection, in call order. Invariant: ``_busy`` is True
+        # while the writer thread owns the writing connection; only then may jobs wait here
+        # with nobody dispatching them (the thread hands back and dispatches when done).
+        # Both are guarded by ``_lock`` (the loop and the writer thread both touch them).
+        self._pending: deque[_Job] = deque()
+        self._busy = False
+        self._lock = threading.Lock()
         # The pool of read connections; None is the "closed" marker each taker puts back.
         self._readers: queue.SimpleQueue[sqlite3.Connection | None] = queue.SimpleQueue()
         for reader in readers:
@@ -490,8 +654,8 @@ class SQLiteStore(Store):
         text = os.fspath(path)
         if text == ":memory:" or text.startswith("file:"):
             raise InvalidValue("SQLiteStore needs a file path (it opens several connections)")
-        writer, readers = await trio.to_thread.run_sync(_open_sync, text, config)
-        return cls(text, config, writer, readers)
+        writer, readers, loop_reader = await trio.to_thread.run_sync(_open_sync, text, config)
+        return cls(text, config, writer, readers, loop_reader)
 
     @property
     def path(self) -> str:
@@ -511,69 +675,216 @@ class SQLiteStore(Store):
         if self._closed:
             raise StoreError("the store is closed")
 
-    # -- the writer thread ----------------------------------------------------------------
+    # -- the writing connection: dispatch on the loop ----------------------------------------
+
+    def _submit(self, job: _Job) -> None:
+        """Queue ``job``; if the writing connection is free, start on the queue at once."""
+        with self._lock:
+            self._pending.append(job)
+            if not self._busy:
+                self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand the next piece of queued work to the writer thread (loop thread, lock held,
+        connection free).
+
+        A call (or the stop) goes as it is. Write batches go as one group: the loop first runs
+        the statements of its small batches in an open transaction (:meth:`_apply_on_loop`),
+        then the thread applies the others and commits.
+        """
+        pending, config = self._pending, self._config
+        while pending:
+            head = pending[0]
+            if head.abandoned:
+                pending.popleft()
+                continue
+            if not isinstance(head, _WriteJob):
+                assert isinstance(head, _CallJob | _StopJob)
+                pending.popleft()
+                self._busy = True
+                self._queue.put(head)
+                return
+            group: list[_WriteJob] = []
+            nbytes = 0
+            while pending and len(group) < config.max_group_batches:
+                job = pending[0]
+                if not isinstance(job, _WriteJob) or nbytes >= config.max_group_bytes:
+                    break
+                pending.popleft()
+                if not job.abandoned:
+                    group.append(job)
+                    nbytes += job.nbytes
+            if not group:
+                continue
+            self._busy = True
+            applied: list[_WriteJob] = []
+            try:
+                applied = self._apply_on_loop(group)
+            finally:
+                self._queue.put(_Commit(applied, group[len(applied) :]))
+            return
+
+    def _apply_on_loop(self, group: list[_WriteJob]) -> list[_WriteJob]:
+        """Begin a transaction and run the statements of ``group``'s leading small batches.
+
+        Returns those batches (their rows are in the open transaction), or an empty list
+        with no transaction open: after any failure (a lock held elsewhere, a full disk, a
+        bug) the writer thread applies the whole group, batch by batch.
+        """
+        limit, budget = self._config.loop_write_bytes, _LOOP_GROUP_BYTES
+        take = 0
+        for job in group:
+            if job.cost > limit or job.cost > budget:
+                break
+            budget -= job.cost
+            take += 1
+        if not take:
+            return []
+        conn = self._writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # busy_timeout 0: fails at once if locked
+            for sql, rows in _merged(group[:take]):
+                conn.executemany(sql, rows)
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, Exception):
+                return []
+            raise
+        return group[:take]
+
+    def _wake(self, jobs: list[_Job], dispatch: bool) -> None:
+        """Wake ``jobs``' callers; then dispatch queued work if asked (loop thread)."""
+        for job in jobs:
+            job.done.set()
+        if dispatch:
+            with self._lock:
+                if not self._busy and self._pending:
+                    self._dispatch()
+
+    # -- the writing connection: the writer thread ---------------------------------------------
 
     def _writer_main(self) -> None:
-        """Take jobs off the queue until told to stop; group adjacent write jobs."""
-        config = self._config
-        stop = False
-        while not stop:
-            job = self._queue.get()
-            if job is _STOP:
-                break
-            group: list[_WriteJob] = []
-            after: _CallJob[object] | None = None
-            if isinstance(job, _CallJob):
-                after = job
+        """Run what the loop hands over until the stop; hand the connection back each time."""
+        while True:
+            item = self._queue.get()
+            if isinstance(item, _StopJob):
+                with contextlib.suppress(sqlite3.Error):
+                    self._writer.execute("PRAGMA optimize")
+                self._writer.close()
+                self._hand_back([item])
+                return
+            if isinstance(item, _Commit):
+                self._hand_back(self._commit(item))
             else:
-                assert isinstance(job, _WriteJob)
-                group.append(job)
-                nbytes = job.nbytes
-                while len(group) < config.max_group_batches and nbytes < config.max_group_bytes:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is _STOP:
-                        stop = True
-                        break
-                    if isinstance(more, _CallJob):
-                        after = more
-                        break
-                    assert isinstance(more, _WriteJob)
-                    group.append(more)
-                    nbytes += more.nbytes
-            if group:
-                self._commit_group(group)
-            if after is not None:
-                self._run_call(after)
-        with contextlib.suppress(sqlite3.Error):
-            self._writer.execute("PRAGMA optimize")
-        self._writer.close()
+                self._run_call(item)
+                self._hand_back([item])
 
-    def _commit_group(self, group: list[_WriteJob]) -> None:
-        """Apply ``group`` in one transaction, each batch in a savepoint; wake every caller."""
-        pending = [job for job in group if not job.abandoned]
+    def _hand_back(self, done: Sequence[_Job]) -> None:
+        """Free the writing connection and wake ``done``'s callers (writer thread).
+
+        One ``run_sync_soon`` per trio run involved; the one to the run of the first queued
+        job also dispatches the queue on that run's loop. A run that has finished has nobody
+        waiting: its queued jobs are dropped.
+        """
+        wake: dict[trio.lowlevel.TrioToken, list[_Job]] = {}
+        for job in done:
+            wake.setdefault(job.token, []).append(job)
+        with self._lock:
+            self._busy = False
+            kick = self._pending[0].token if self._pending else None
+        while kick is not None:
+            try:
+                kick.run_sync_soon(self._wake, wake.pop(kick, []), True)
+                break
+            except trio.RunFinishedError:
+                dead = kick
+                with self._lock:
+                    self._pending = deque(job for job in self._pending if job.token is not dead)
+                    kick = self._pending[0].token if self._pending and not self._busy else None
+        for token, jobs in wake.items():
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._wake, jobs, False)
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE`` in the writer thread, waiting up to ``busy_timeout`` for a lock
+        another connection holds."""
+        conn = self._writer
         try:
-            while pending:
-                pending = self._try_group(pending)
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or self._config.busy_timeout == 0:
+                raise
+        conn.execute(f"PRAGMA busy_timeout = {int(self._config.busy_timeout * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+
+    def _commit(self, group: _Commit) -> list[_WriteJob]:
+        """Apply ``group.rest`` in the open transaction (or a new one) and commit.
+
+        Every job returned is finished: committed, or with ``error`` set. If a statement
+        fails, the whole group is applied again batch by batch (:meth:`_try_group`).
+        """
+        jobs = [*group.applied, *group.rest]
+        conn = self._writer
+        try:
+            if group.rest:
+                if not group.applied:
+                    try:
+                        self._begin()
+                    except sqlite3.Error as exc:
+                        error = _translate(exc, "starting a transaction")
+                        for job in jobs:
+                            job.error = error
+                        return jobs
+                try:
+                    for sql, rows in _merged(group.rest):
+                        conn.executemany(sql, rows)
+                except sqlite3.Error:
+                    self._rollback()
+                    pending = [job for job in jobs if not job.abandoned]
+                    while pending:
+                        pending = self._try_group(pending)
+                    return jobs
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                error = _translate(exc, "committing")
+                if isinstance(error, StorageFull) and len(jobs) > 1:
+                    # Find out which batches fit: retry them one transaction each.
+                    for job in jobs:
+                        self._commit_alone(job)
+                else:
+                    for job in jobs:
+                        job.error = error
+                return jobs
+            self._transactions += 1
+            self._batches += len(jobs)
         except BaseException as exc:  # a bug or a broken connection: no caller may hang
+            self._rollback()
             error = _translate(exc, "writing")
-            for job in group:
+            for job in jobs:
                 if job.error is None:
                     job.error = error
-        finally:
-            for job in group:
-                job.finish()
+        return jobs
 
     def _try_group(self, jobs: list[_WriteJob]) -> list[_WriteJob]:
-        """One attempt at committing ``jobs``; returns the jobs to try again (maybe none).
+        """One attempt at committing ``jobs``, each in a savepoint; returns the jobs to try
+        again (maybe none).
 
         Every job not returned is finished: committed, or with ``error`` set.
         """
         conn = self._writer
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin()
         except sqlite3.Error as exc:
             for job in jobs:
                 job.error = _translate(exc, "starting a transaction")
@@ -594,26 +905,22 @@ class SQLiteStore(Store):
                         conn.execute("RELEASE batch")
                         continue
                     except sqlite3.Error:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
+                        self._rollback()
                 # SQLite rolled back the whole transaction (as it does on SQLITE_FULL):
                 # the batches applied so far and those not yet tried go again.
                 return applied + jobs[index + 1 :]
         if not applied:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+            self._rollback()
             return []
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            self._rollback()
             error = _translate(exc, "committing")
             if isinstance(error, StorageFull) and len(applied) > 1:
                 # Find out which batches fit: retry them one transaction each.
                 for job in applied:
-                    self._commit_group_alone(job)
+                    self._commit_alone(job)
                 return []
             for job in applied:
                 job.error = error
@@ -622,34 +929,29 @@ class SQLiteStore(Store):
         self._batches += len(applied)
         return []
 
-    def _commit_group_alone(self, job: _WriteJob) -> None:
+    def _commit_alone(self, job: _WriteJob) -> None:
         pending = [job]
         while pending:
             pending = self._try_group(pending)
 
     def _run_call(self, job: _CallJob[object]) -> None:
-        conn = self._writer
+        if job.abandoned:
+            return
         try:
-            if job.abandoned:
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            job.result = job.fn(conn)
-            conn.execute("COMMIT")
+            self._begin()
+            job.result = job.fn(self._writer)
+            self._writer.execute("COMMIT")
             self._transactions += 1
         except BaseException as exc:
             job.error = _translate(exc, job.doing)
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-        finally:
-            job.finish()
+            self._rollback()
 
     async def _call(self, doing: str, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` in the writer thread inside a transaction of its own."""
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         job: _CallJob[_T] = _CallJob(doing, fn)
-        self._queue.put(job)
+        self._submit(job)
         await job.wait()
         return job.result  # type: ignore[return-value]
 
@@ -659,11 +961,15 @@ class SQLiteStore(Store):
         """See :meth:`Store.write`.
 
         Blocks are hashed in a worker thread when the batch holds more than 64 KiB of
-        unverified data. The batch then waits in the writer's queue and is committed with
-        whatever other batches queued up meanwhile; it returns when that commit is durable.
+        unverified data. The batch then joins the queue for the writing connection and is
+        committed with whatever other batches queued up meanwhile; it returns when that commit
+        is durable. If the connection is free, a batch of at most ``loop_write_bytes`` has
+        its statements run right away, on the loop, and only the ``COMMIT`` waits for the
+        writer thread.
 
-        Cancellation: a batch still queued is dropped; one being committed completes. Either
-        way the caller cannot tell which, and the batch is never half applied.
+        Cancellation: a batch still queued is dropped; one already applied to the open
+        transaction is committed. Either way the caller cannot tell which, and the batch is
+        never half applied.
         """
         # In a scope that is already cancelled, nothing is queued.
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -676,13 +982,35 @@ class SQLiteStore(Store):
             await trio.to_thread.run_sync(verify_blocks, ops)
         else:
             verify_blocks(ops)
-        steps, nbytes = _steps(ops, encoded)
+        steps, nbytes, cost = _steps(ops, encoded)
         self._check_open()
-        job = _WriteJob(steps, nbytes)
-        self._queue.put(job)
+        job = _WriteJob(steps, nbytes, cost)
+        self._submit(job)
         await job.wait()
 
     # -- reads ----------------------------------------------------------------------------
+
+    def _on_loop(self, doing: str, fn: Callable[[sqlite3.Connection], _T]) -> _T | _Use:
+        """``fn`` on the loop's read connection; ``_Use.WORKER`` if it met a lock."""
+        try:
+            return fn(self._loop_reader)
+        except sqlite3.Error as exc:
+            if _is_busy(exc):
+                return _Use.WORKER
+            raise _translate(exc, doing) from exc
+
+    def _loop_row(
+        self, doing: str, sql: str, params: tuple[object, ...]
+    ) -> tuple[object, ...] | _Use | None:
+        """The first row of a primary-key lookup on the loop's read connection (None: no
+        row); ``_Use.WORKER`` if it met a lock."""
+        try:
+            rows = self._loop_reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            if _is_busy(exc):
+                return _Use.WORKER
+            raise _translate(exc, doing) from exc
+        return rows[0] if rows else None
 
     async def _read(self, doing: str, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         self._check_open()
@@ -700,26 +1028,63 @@ class SQLiteStore(Store):
         finally:
             self._readers.put(conn)
 
-    async def get_block(self, cid: Cid) -> bytes:
-        def read(conn: sqlite3.Connection) -> bytes:
-            rows = conn.execute("SELECT data FROM blocks WHERE cid = ?", (key,)).fetchall()
-            if not rows:
-                raise NotFound(f"no block {cid}")
-            data = rows[0][0]
-            if not isinstance(data, bytes):
-                raise StoreCorrupt(f"block {cid} is stored as {type(data).__name__}")
-            return data
+    def _loop_range(
+        self, sql: str, params: Sequence[object], budget: int
+    ) -> Callable[[sqlite3.Connection], list[tuple[object, ...]] | _Use]:
+        """A loop read of at most ``_LOOP_ROWS`` rows whose last column is the row's size;
+        ``_Use.WORKER`` once the rows or their sizes exceed the limits (or a size is NULL:
+        a damaged row, which the worker's read reports)."""
 
+        def read(conn: sqlite3.Connection) -> list[tuple[object, ...]] | _Use:
+            cursor = conn.execute(sql, params)
+            try:
+                rows: list[tuple[object, ...]] = []
+                total = 0
+                for row in cursor:
+                    size = row[-1]
+                    if not isinstance(size, int) or len(rows) == _LOOP_ROWS:
+                        return _Use.WORKER
+                    total += size
+                    if total > budget:
+                        return _Use.WORKER
+                    rows.append(row)
+                return rows
+            finally:
+                cursor.close()  # resets the statement: no snapshot is kept
+
+        return read
+
+    async def get_block(self, cid: Cid) -> bytes:
         key = cid.to_bytes()
-        return await self._read("reading a block", read)
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        if self._loop_bytes:
+            row = self._loop_row("reading a block", _SQL_LOOP_BLOCK, (self._loop_bytes, key))
+            if row is None:
+                raise NotFound(f"no block {cid}")
+            if not isinstance(row, _Use) and isinstance(row[0], bytes):
+                return row[0]
+        return await self._read("reading a block", partial(_read_block, cid))
 
     async def has_blocks(self, cids: Sequence[Cid]) -> list[bool]:
-        def read(conn: sqlite3.Connection) -> list[bool]:
-            sql = "SELECT 1 FROM blocks WHERE cid = ?"
-            return [bool(conn.execute(sql, (key,)).fetchall()) for key in keys]
-
+        """See :meth:`Store.has_blocks`. On the loop, one query per 64 CIDs, with a
+        checkpoint between two queries."""
         keys = [cid.to_bytes() for cid in cids]
-        return await self._read("looking up blocks", read)
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        if not self._loop_bytes:
+            return await self._read("looking up blocks", partial(_has_sync, keys))
+        found: set[bytes] = set()
+        for start in range(0, len(keys), _HAS_CHUNK):
+            if start:
+                await trio.lowlevel.checkpoint()
+                self._check_open()
+            chunk = keys[start : start + _HAS_CHUNK]
+            present = self._on_loop("looking up blocks", partial(_present, chunk))
+            if present is _Use.WORKER:
+                return await self._read("looking up blocks", partial(_has_sync, keys))
+            found |= present
+        return [key in found for key in keys]
 
     async def block_count(self) -> tuple[int, int]:
         def read(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -734,14 +1099,22 @@ class SQLiteStore(Store):
             rows = conn.execute("SELECT cid FROM pins WHERE owner = ?", (owner,)).fetchall()
             return {_cid_from_row(row[0]) for row in rows}
 
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        if self._loop_bytes:
+            sql = "SELECT cid, length(cid) FROM pins WHERE owner = ?"
+            rows = self._on_loop("reading pins", self._loop_range(sql, (owner,), self._loop_bytes))
+            if not isinstance(rows, _Use):
+                return {_cid_from_row(row[0]) for row in rows}
         return await self._read("reading pins", read)
 
     async def collect_garbage(self) -> int:
         """See :meth:`Store.collect_garbage`.
 
         Works through the blocks in CID order, 256 at a time, each step a transaction of
-        its own queued behind the writes already waiting, so a large collection does not hold
-        up writes. A block is deleted only if no pin names it at the instant of its step.
+        its own in the writer thread, queued behind the writes already waiting, so a large
+        collection does not hold up writes. A block is deleted only if no pin names it at the
+        instant of its step.
         """
         deleted = 0
         cursor = b""
@@ -756,58 +1129,74 @@ class SQLiteStore(Store):
 
     # -- documents ------------------------------------------------------------------------
 
-    async def get_document(self, root: Cid) -> DocumentRecord:
-        def read(conn: sqlite3.Connection) -> DocumentRecord:
-            sql = f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE root = ?"
-            rows = conn.execute(sql, (root.to_bytes(),)).fetchall()
-            if not rows:
-                raise NotFound(f"no document {root}")
-            return _row_to_document(rows[0])
+    async def _documents(
+        self, doing: str, where: str, params: tuple[object, ...]
+    ) -> list[DocumentRecord]:
+        """The documents ``SELECT ... FROM documents <where>`` selects; ``where`` numbers its
+        parameters from ``?2`` (``?1`` is the loop's size limit)."""
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        if self._loop_bytes:
+            budget = self._loop_bytes
+            found = self._on_loop(
+                doing, self._loop_range(_SQL_LOOP_DOCUMENTS + where, (budget, *params), budget)
+            )
+            if not isinstance(found, _Use):
+                return [_row_to_document(row[:6]) for row in found]
+        return await self._read(doing, partial(_read_documents, where, params))
 
-        return await self._read("reading a document", read)
+    async def get_document(self, root: Cid) -> DocumentRecord:
+        where, params = "WHERE root = ?2", (root.to_bytes(),)
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        found: list[DocumentRecord] | None = None
+        if self._loop_bytes:
+            budget = self._loop_bytes
+            row = self._loop_row("reading a document", _SQL_LOOP_DOCUMENT, (budget, *params))
+            if row is None:
+                found = []
+            elif not isinstance(row, _Use) and isinstance(row[6], int) and row[6] <= budget:
+                found = [_row_to_document(row[:6])]
+        if found is None:
+            found = await self._read("reading a document", partial(_read_documents, where, params))
+        if not found:
+            raise NotFound(f"no document {root}")
+        return found[0]
 
     async def find_documents(self, document_id: str) -> list[DocumentRecord]:
-        def read(conn: sqlite3.Connection) -> list[DocumentRecord]:
-            sql = (
-                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE document_id = ?"
-                " ORDER BY created_at, root"
-            )
-            rows = conn.execute(sql, (document_id,)).fetchall()
-            return [_row_to_document(row) for row in rows]
-
-        return await self._read("finding documents", read)
+        return await self._documents(
+            "finding documents", "WHERE document_id = ?2 ORDER BY created_at, root", (document_id,)
+        )
 
     async def list_documents(
         self, *, limit: int = 100, after: Cid | None = None
     ) -> list[DocumentRecord]:
-        def read(conn: sqlite3.Connection) -> list[DocumentRecord]:
-            sql = f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE root > ? ORDER BY root LIMIT ?"
-            rows = conn.execute(sql, (start, limit)).fetchall()
-            return [_row_to_document(row) for row in rows]
-
         check_limit(limit)
         start = b"" if after is None else after.to_bytes()
-        return await self._read("listing documents", read)
+        return await self._documents(
+            "listing documents", "WHERE root > ?2 ORDER BY root LIMIT ?3", (start, limit)
+        )
 
     # -- records --------------------------------------------------------------------------
 
     async def get_record(self, table: str, key: str) -> Value:
-        def read(conn: sqlite3.Connection) -> Value:
-            sql = "SELECT value FROM records WHERE tbl = ? AND key = ?"
-            rows = conn.execute(sql, (table, key.encode())).fetchall()
-            if not rows:
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        if self._loop_bytes:
+            params = (self._loop_decode_bytes, table, key.encode())
+            row = self._loop_row("reading a record", _SQL_LOOP_RECORD, params)
+            if row is None:
                 raise NotFound(f"no record {table}/{key}")
-            return _decode_value(rows[0][0])
-
-        return await self._read("reading a record", read)
+            if not isinstance(row, _Use) and row[0] is not None:
+                return _decode_value(row[0])
+        return await self._read("reading a record", partial(_read_record, table, key))
 
     async def list_records(
         self, table: str, *, prefix: str = "", after: str | None = None, limit: int = 1000
     ) -> list[tuple[str, Value]]:
-        def read(conn: sqlite3.Connection) -> list[tuple[str, Value]]:
-            rows = conn.execute(sql, params).fetchall()
+        def decoded(rows: Iterable[Sequence[Any]]) -> list[tuple[str, Value]]:
             out = []
-            for key, value in rows:
+            for key, value, *_ in rows:
                 try:
                     text = key.decode()
                 except (AttributeError, UnicodeDecodeError) as exc:
@@ -815,18 +1204,34 @@ class SQLiteStore(Store):
                 out.append((text, _decode_value(value)))
             return out
 
+        def read(conn: sqlite3.Connection) -> list[tuple[str, Value]]:
+            sql = f"SELECT key, value FROM records WHERE {where} ORDER BY key LIMIT ?"
+            return decoded(conn.execute(sql, params).fetchall())
+
         check_limit(limit)
         lower = prefix.encode()
         if after is not None:
             lower = max(lower, after.encode() + b"\x00")  # keys > after == keys >= after+NUL
-        where = ["tbl = ?", "key >= ?"]
+        where = "tbl = ? AND key >= ?"
         params: list[object] = [table, lower]
         upper = _range_after(prefix.encode())
         if upper is not None:
-            where.append("key < ?")
+            where += " AND key < ?"
             params.append(upper)
-        sql = f"SELECT key, value FROM records WHERE {' AND '.join(where)} ORDER BY key LIMIT ?"
         params.append(limit)
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        if self._loop_bytes:
+            budget = self._loop_decode_bytes
+            sql = (
+                "SELECT key, CASE WHEN length(value) <= ? THEN value END, length(value)"
+                f" FROM records WHERE {where} ORDER BY key LIMIT ?"
+            )
+            rows = self._on_loop(
+                "listing records", self._loop_range(sql, [budget, *params], budget)
+            )
+            if not isinstance(rows, _Use):
+                return decoded(rows)
         return await self._read("listing records", read)
 
     # -- maintenance ----------------------------------------------------------------------
@@ -876,8 +1281,8 @@ class SQLiteStore(Store):
             await trio.to_thread.run_sync(self._closed_done.wait)
             return
         self._closed = True
-        self._queue.put(_STOP)
         try:
+            self._submit(_StopJob())  # after every job queued so far
             await trio.to_thread.run_sync(self._thread.join)
             await trio.to_thread.run_sync(self._close_readers)
         finally:
@@ -889,6 +1294,49 @@ class SQLiteStore(Store):
             if conn is not None:
                 conn.close()
         self._readers.put(None)
+        self._loop_reader.close()
+
+
+# -- reads in a worker thread (the whole row, whatever its size) ------------------------------
+
+
+def _read_block(cid: Cid, conn: sqlite3.Connection) -> bytes:
+    rows = conn.execute("SELECT data FROM blocks WHERE cid = ?", (cid.to_bytes(),)).fetchall()
+    if not rows:
+        raise NotFound(f"no block {cid}")
+    data = rows[0][0]
+    if not isinstance(data, bytes):
+        raise StoreCorrupt(f"block {cid} is stored as {type(data).__name__}")
+    return data
+
+
+def _read_record(table: str, key: str, conn: sqlite3.Connection) -> Value:
+    sql = "SELECT value FROM records WHERE tbl = ? AND key = ?"
+    rows = conn.execute(sql, (table, key.encode())).fetchall()
+    if not rows:
+        raise NotFound(f"no record {table}/{key}")
+    return _decode_value(rows[0][0])
+
+
+def _read_documents(
+    where: str, params: tuple[object, ...], conn: sqlite3.Connection
+) -> list[DocumentRecord]:
+    rows = conn.execute(_SQL_DOCUMENTS + where, (None, *params)).fetchall()
+    return [_row_to_document(row) for row in rows]
+
+
+def _present(keys: list[bytes], conn: sqlite3.Connection) -> set[bytes]:
+    """Which of at most 64 block CIDs (bytes) are stored: one query."""
+    size = 1 << (len(keys) - 1).bit_length()
+    rows = conn.execute(_SQL_HAS[size], keys + keys[-1:] * (size - len(keys))).fetchall()
+    return {row[0] for row in rows}
+
+
+def _has_sync(keys: list[bytes], conn: sqlite3.Connection) -> list[bool]:
+    found: set[bytes] = set()
+    for start in range(0, len(keys), _HAS_CHUNK):
+        found |= _present(keys[start : start + _HAS_CHUNK], conn)
+    return [key in found for key in keys]
 
 
 def _collect_step(cursor: bytes, limit: int, conn: sqlite3.Connection) -> tuple[int, bytes | None]:

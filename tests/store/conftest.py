@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -11,13 +12,33 @@ from p2pdoc.store import MemoryStore, SQLiteConfig, SQLiteStore, Store
 
 Reopen = Callable[[Store], Awaitable[Store]]
 
-IMPLEMENTATIONS = ["memory", "sqlite"]
+# The SQLite store three ways: as configured by default (small reads and writes on the event
+# loop's thread); everything in threads (loop_*_bytes=0); and with limits so small that most
+# reads start on the loop and finish in a worker, and most groups mix batches applied on the
+# loop with batches applied by the writer thread. Values: (loop_read_bytes, loop_write_bytes).
+SQLITE_LOOP_BYTES: dict[str, tuple[int, int] | None] = {
+    "sqlite": None,
+    "sqlite-threads": (0, 0),
+    "sqlite-mixed": (96, 2048),
+}
+
+IMPLEMENTATIONS = ["memory", *SQLITE_LOOP_BYTES]
+
+
+def sqlite_config(kind: str, *, max_database_bytes: int | None = None) -> SQLiteConfig:
+    """The :class:`SQLiteConfig` of an implementation named in :data:`SQLITE_LOOP_BYTES`."""
+    config = SQLiteConfig(max_database_bytes=max_database_bytes)
+    loop_bytes = SQLITE_LOOP_BYTES[kind]
+    if loop_bytes is None:
+        return config
+    read, write = loop_bytes
+    return dataclasses.replace(config, loop_read_bytes=read, loop_write_bytes=write)
 
 
 async def _open(kind: str, path: Path, quota: int | None) -> Store:
     if kind == "memory":
         return MemoryStore(max_bytes=quota)
-    return await SQLiteStore.open(path, config=SQLiteConfig(max_database_bytes=quota))
+    return await SQLiteStore.open(path, config=sqlite_config(kind, max_database_bytes=quota))
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

@@ -22,10 +22,18 @@ def put(label: str, size: int = 64) -> PutBlock:
 
 
 def document(
-    label: str, *, document_id: str = "000.00.00.G22,2024/01/02,1/VPCP", created_at: int = 1000
+    label: str,
+    *,
+    document_id: str = "000.00.00.G22,2024/01/02,1/VPCP",
+    created_at: int = 1000,
+    pad: int = 0,
 ) -> DocumentRecord:
-    """A document record whose manifest is a small dag-cbor value naming ``label``."""
-    manifest = cbor.encode({"v": 1, "label": label})
+    """A document record whose manifest is a dag-cbor value naming ``label`` (and holding
+    ``pad`` zero bytes, to make it larger)."""
+    value: dict[str, object] = {"v": 1, "label": label}
+    if pad:
+        value["pad"] = bytes(pad)
+    manifest = cbor.encode(value)
     return DocumentRecord(
         root=Cid.of(Multicodec.DAG_CBOR, manifest),
         document_id=document_id,

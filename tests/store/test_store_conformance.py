@@ -370,6 +370,73 @@ async def test_records_page_through_a_table(store: Store) -> None:
     assert seen == keys
 
 
+# -- reads of every size ---------------------------------------------------------------------
+# SQLiteStore serves small reads on the event loop's thread and the others in worker threads
+# (limits: 64 KiB of data, 8 KiB of record values, 64 rows, 64 CIDs per block lookup); these
+# tests cross each limit, so both ways must give the same answers.
+
+SIZES = [1, 8 * 1024, 8 * 1024 + 1, 64 * 1024, 64 * 1024 + 1, 300 * 1024]
+
+
+async def test_blocks_of_every_size_round_trip(store: Store) -> None:
+    blocks = [put(f"size-{n}", n) for n in SIZES]
+    await store.write(blocks)
+    for b in blocks:
+        assert await store.get_block(b.cid) == b.data
+    assert await store.block_count() == (len(SIZES), sum(SIZES))
+
+
+async def test_has_blocks_answers_every_cid_in_order(store: Store) -> None:
+    stored = [put(f"has-{i}") for i in range(100)]
+    await store.write(stored[::2])
+    asked = [b.cid for b in stored] + [b.cid for b in stored[:30]]  # 130 CIDs, 30 repeated
+    expected = [i % 2 == 0 for i in range(100)] + [i % 2 == 0 for i in range(30)]
+    assert await store.has_blocks(asked) == expected
+    assert await store.has_blocks(asked[:64]) == expected[:64]
+    assert await store.has_blocks(asked[:65]) == expected[:65]
+    assert await store.has_blocks([]) == []
+
+
+async def test_records_of_every_size_round_trip_and_list(store: Store) -> None:
+    values = {f"{n:07d}": bytes(n) for n in [0, *SIZES, MAX_RECORD_SIZE - 8]}
+    await store.write([PutRecord("sized", k, v) for k, v in values.items()])
+    for key, value in values.items():
+        assert await store.get_record("sized", key) == value
+    assert await store.list_records("sized") == list(values.items())
+    keys = list(values)
+    for start in range(len(keys)):
+        after = keys[start - 1] if start else None
+        assert await store.list_records("sized", after=after, limit=2) == [
+            (k, values[k]) for k in keys[start : start + 2]
+        ]
+
+
+async def test_long_record_ranges_list_whole(store: Store) -> None:
+    await store.write([PutRecord("long", f"{i:03d}", {"i": i}) for i in range(150)])
+    everything = [(f"{i:03d}", {"i": i}) for i in range(150)]
+    assert await store.list_records("long") == everything
+    for limit in (63, 64, 65, 149, 150, 151):
+        assert await store.list_records("long", limit=limit) == everything[:limit]
+    assert await store.list_records("long", prefix="1") == everything[100:]
+
+
+async def test_documents_of_every_size_round_trip(store: Store) -> None:
+    docs = [document(f"sized-{n}", pad=n, created_at=n) for n in SIZES]
+    await store.write([PutDocument(d) for d in docs])
+    for d in docs:
+        assert await store.get_document(d.root) == d
+    assert await store.find_documents(docs[0].document_id) == docs
+    assert await store.list_documents(limit=10) == sorted(docs, key=lambda d: d.root.to_bytes())
+
+
+async def test_pins_of_many_cids(store: Store) -> None:
+    cids = [block(f"pin-{i}")[0] for i in range(100)]
+    await store.write([Pin("many", tuple(cids))])
+    assert await store.pinned("many") == set(cids)
+    await store.write([Pin("few", tuple(cids[:64]))])
+    assert await store.pinned("few") == set(cids[:64])
+
+
 # -- lifecycle -------------------------------------------------------------------------------
 
 

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import trio
 import trio.testing
 
 from p2pdoc.errors import ConfigError, InvalidValue, StorageFull, StoreCorrupt, StoreError
-from p2pdoc.store import PutBlock, PutRecord, SQLiteConfig, SQLiteStore
-from p2pdoc.store.sqlite import SCHEMA_VERSION
-from tests.store.helpers import block, put
+from p2pdoc.store import (
+    DeleteRecord,
+    Pin,
+    PutBlock,
+    PutDocument,
+    PutRecord,
+    SQLiteConfig,
+    SQLiteStore,
+    Unpin,
+    WriteOp,
+)
+from p2pdoc.store.sqlite import SCHEMA_VERSION, WriterStats, _Commit, _WriteJob
+from tests.store.helpers import block, document, put
+
+_T = TypeVar("_T")
 
 # The schema as version 1 of this code wrote it, frozen here on purpose: the migration test
 # must keep opening databases written by that version even if the code's history is edited.
@@ -172,6 +187,8 @@ def test_config_is_frozen_keyword_only_and_checked() -> None:
         {"mmap_bytes": -1},
         {"max_group_batches": 0},
         {"max_group_bytes": 0},
+        {"loop_read_bytes": -1},
+        {"loop_write_bytes": (1 << 24) + 1},
     ]
     for kwargs in bad:
         with pytest.raises(ConfigError) as info:
@@ -190,6 +207,192 @@ async def test_other_settings_open_and_work(tmp_path: Path) -> None:
                 nursery.start_soon(store.write, [put(f"n{i}")])
         assert await store.block_count() == (10, 640)
     assert _pragma(path, "page_size") == 16384
+
+
+# -- where the work runs -----------------------------------------------------------------------
+
+
+async def test_small_reads_run_on_the_loop_and_large_ones_in_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small, large = put("small", 1000), put("large", 100 * 1024)
+    doc, big_doc = document("small", created_at=1), document("big", pad=100 * 1024, created_at=2)
+    async with await SQLiteStore.open(tmp_path / "node.db") as store:
+        await store.write(
+            [small, large, PutDocument(doc), PutDocument(big_doc), Pin("o", (small.cid,))]
+        )
+        await store.write([PutRecord("t", "small", "v"), PutRecord("t", "large", bytes(9000))])
+        await store.write([PutRecord("many", f"{i:03d}", i) for i in range(65)])
+
+        handed_over: list[str] = []
+        read_in_worker = store._read
+
+        async def spy(doing: str, fn: Callable[[sqlite3.Connection], object]) -> object:
+            handed_over.append(doing)
+            return await read_in_worker(doing, fn)
+
+        monkeypatch.setattr(store, "_read", spy)
+        assert await store.get_block(small.cid) == small.data
+        assert await store.has_blocks([small.cid, large.cid] * 40) == [True] * 80
+        assert await store.get_document(doc.root) == doc
+        assert await store.list_documents(after=doc.root, limit=0) == []
+        assert await store.get_record("t", "small") == "v"
+        assert await store.list_records("t", prefix="s") == [("small", "v")]
+        assert await store.list_records("many", limit=64) == [(f"{i:03d}", i) for i in range(64)]
+        assert await store.pinned("o") == {small.cid}
+        assert handed_over == []
+
+        assert await store.get_block(large.cid) == large.data
+        assert await store.get_document(big_doc.root) == big_doc
+        assert await store.find_documents(doc.document_id) == [doc, big_doc]
+        assert await store.get_record("t", "large") == bytes(9000)
+        assert len(await store.list_records("many")) == 65
+        assert handed_over == [
+            "reading a block",
+            "reading a document",
+            "finding documents",
+            "reading a record",
+            "listing records",
+        ]
+
+
+async def test_reads_all_go_to_workers_when_loop_read_bytes_is_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = SQLiteConfig(loop_read_bytes=0)
+    async with await SQLiteStore.open(tmp_path / "node.db", config=config) as store:
+        await store.write([PutRecord("t", "k", 1)])
+        handed_over: list[str] = []
+        read_in_worker = store._read
+
+        async def spy(doing: str, fn: Callable[[sqlite3.Connection], object]) -> object:
+            handed_over.append(doing)
+            return await read_in_worker(doing, fn)
+
+        monkeypatch.setattr(store, "_read", spy)
+        assert await store.get_record("t", "k") == 1
+        assert await store.has_blocks([block("x")[0]]) == [False]
+        assert handed_over == ["reading a record", "looking up blocks"]
+
+
+@pytest.mark.parametrize(
+    ("loop_write_bytes", "expected"),
+    [(64 * 1024, [(1, 0), (0, 1), (0, 1), (0, 1)]), (0, [(0, 1)] * 4)],
+)
+async def test_small_batches_are_applied_on_the_loop(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    loop_write_bytes: int,
+    expected: list[tuple[int, int]],
+) -> None:
+    config = SQLiteConfig(loop_write_bytes=loop_write_bytes)
+    async with await SQLiteStore.open(tmp_path / "node.db", config=config) as store:
+        groups: list[tuple[int, int]] = []  # (batches applied on the loop, by the thread)
+        commit = store._commit
+
+        def spy(group: _Commit) -> list[_WriteJob]:
+            groups.append((len(group.applied), len(group.rest)))
+            return commit(group)
+
+        monkeypatch.setattr(store, "_commit", spy)
+        small, big = put("small", 1000), put("big", 100 * 1024)
+        await store.write([small, PutRecord("t", "k", 1)])
+        await store.write([big, PutRecord("t", "k", 2)])
+        many = [block(f"many-{i}")[0] for i in range(200)]
+        await store.write([Pin("many", tuple(many))])  # 200 rows: the thread's
+        await store.write([Unpin("many")])  # deletes any number of rows: the thread's
+        assert groups == expected
+        assert await store.get_record("t", "k") == 2
+        assert await store.has_blocks([small.cid, big.cid]) == [True, True]
+
+
+@pytest.mark.parametrize("loop_write_bytes", [0, 1024, 64 * 1024])
+async def test_one_group_keeps_the_order_of_its_batches(
+    tmp_path: Path, loop_write_bytes: int
+) -> None:
+    path = tmp_path / "order.db"
+    first, second = block("first")[0], block("second")[0]
+    big = PutBlock(*block("big", 100 * 1024), verified=True)  # queued at once: no hashing
+    # The loop applies the first four (merged per table) with the default limit, the first
+    # two with 1024 bytes (a row counts 512), none with 0; the writer thread the others.
+    # Each order matters for the result.
+    batches: list[list[WriteOp]] = [
+        [PutRecord("t", "k", "one")],
+        [DeleteRecord("t", "k")],
+        [PutRecord("t", "k", "three"), Pin("o", (first,))],
+        [PutRecord("t", "j", 1), PutRecord("t", "i", bytes(100))],
+        [Unpin("o")],  # always the writer thread's
+        [PutRecord("t", "j", "big"), big],
+        [Pin("o", (second,)), DeleteRecord("t", "j"), DeleteRecord("t", "i")],
+        [PutRecord("t", "j", 2)],
+    ]
+    config = SQLiteConfig(busy_timeout=30, loop_write_bytes=loop_write_bytes)
+    async with await SQLiteStore.open(path, config=config) as store:
+        lock = WriteLock(path)
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.write, [PutRecord("t", "waits", 0)])
+                await trio.testing.wait_all_tasks_blocked()
+                for batch in batches:  # queued in this order
+                    nursery.start_soon(store.write, batch)
+                    await trio.testing.wait_all_tasks_blocked()
+                lock.release()
+        assert store.stats == WriterStats(transactions=2, batches=9)
+        assert await store.list_records("t") == [("j", 2), ("k", "three"), ("waits", 0)]
+        assert await store.pinned("o") == {second}
+
+
+def test_a_store_outlives_a_run_that_ended_during_a_commit(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    config = SQLiteConfig(busy_timeout=30)
+    store = trio_run_with_deadline(functools.partial(SQLiteStore.open, path, config=config))
+    lock = WriteLock(path)
+
+    async def cancelled_writes() -> None:
+        # The first batch reaches the writer thread, which waits for the lock; the others
+        # queue behind it; all callers are cancelled and the run ends.
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                for i in range(10):
+                    nursery.start_soon(store.write, [PutRecord("t", f"{i}", i)])
+                    await trio.testing.wait_all_tasks_blocked()
+                scope.cancel()
+
+    trio_run_with_deadline(cancelled_writes)
+    lock.release()  # the thread commits the first batch; its run is over
+
+    async def next_run() -> list[tuple[str, object]]:
+        await store.write([PutRecord("t", "next", 1)])
+        listed = await store.list_records("t")
+        await store.aclose()
+        return listed
+
+    listed = trio_run_with_deadline(next_run)
+    assert listed[-1] == ("next", 1)
+    assert [k for k, _ in listed[:-1]] in ([], ["0"])
+
+
+def trio_run_with_deadline(fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
+    async def with_deadline() -> _T:
+        with trio.fail_after(30):
+            return await fn(*args)
+
+    return trio.run(with_deadline)
+
+
+async def test_a_block_stored_as_text_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    b = put("as-text")
+    async with await SQLiteStore.open(path) as store:
+        await store.write([b])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE blocks SET data = 'text'")
+    conn.commit()
+    conn.close()
+    for config in (SQLiteConfig(), SQLiteConfig(loop_read_bytes=0)):
+        async with await SQLiteStore.open(path, config=config) as store:
+            with pytest.raises(StoreCorrupt):
+                await store.get_block(b.cid)
 
 
 # -- group commit ----------------------------------------------------------------------------
