@@ -8,7 +8,7 @@ memory and fed in ``--chunk-kib`` (default 1024) KiB pieces, as reads of a file 
 - seal: ``p2pdoc.trust.seal_stream`` (re-buffering into segments, STREAM nonces with the
   last-segment flag);
 - raw decrypt and open: the same, the other way (``open_stream`` fed in the same pieces);
-- key wrapping: ``DocumentSealer.seal`` for a document sealed to 1 and to 100 recipient
+- key wrapping: ``DocumentSealer.seal`` for a document sealed to 1 and to 95 recipient
   node keys (X25519 + HKDF + key wrap per recipient, plus the sealed header).
 
 Throughput figures are medians of ``--runs`` runs; the ratios (goal >= 0.7) are per run,

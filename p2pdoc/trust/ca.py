@@ -242,9 +242,6 @@ class CertificateAuthority:
 
     # -- issuance -------------------------------------------------------------------------
 
-    def _issued_chain(self, der: bytes) -> tuple[bytes, ...]:
-        return (der,) if self.is_root else (der, *self._chain)
-
     def _check_subtree(self, agency: AgencyCode) -> None:
         if not isinstance(agency, AgencyCode):
             raise InvalidValue("agency must be an AgencyCode")
@@ -265,6 +262,39 @@ class CertificateAuthority:
         if not_after <= not_before:
             raise InvalidValue("the CA certificate expires before the new one would start")
         return not_before, not_after
+
+    def _certify(
+        self,
+        *,
+        subject: x509.Name,
+        public_key: PublicKey,
+        now: _dt.datetime,
+        lifetime: _dt.timedelta,
+        ca: bool,
+        path_length: int | None = None,
+        key_usage: x509.KeyUsage | None = None,
+        extended_key_usage: Sequence[x509.ObjectIdentifier] = (),
+        uris: Sequence[str] = (),
+        extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    ) -> tuple[bytes, ...]:
+        """Sign one certificate as this CA, valid from ``now`` for ``lifetime`` within this
+        CA's own validity; returns the new certificate's chain (see the class docstring)."""
+        not_before, not_after = self._validity(now, lifetime)
+        der = build_certificate(
+            subject=subject,
+            public_key=public_key,
+            issuer_name=self._info.subject_name,
+            issuer_key=self._key,
+            not_before=not_before,
+            not_after=not_after,
+            ca=ca,
+            path_length=path_length,
+            key_usage=key_usage,
+            extended_key_usage=extended_key_usage,
+            uris=uris,
+            extra=extra,
+        )
+        return (der,) if self.is_root else (der, *self._chain)
 
     def issue_sub_ca(
         self,
@@ -293,19 +323,15 @@ class CertificateAuthority:
             raise ChainInvalid(
                 "may not certify further CAs", subject=self._info.describe(), reason="path-length"
             )
-        not_before, not_after = self._validity(now, lifetime)
-        der = build_certificate(
+        return self._certify(
             subject=_name(name),
             public_key=public_key,
-            issuer_name=self._info.subject_name,
-            issuer_key=self._key,
-            not_before=not_before,
-            not_after=not_after,
+            now=now,
+            lifetime=lifetime,
             ca=True,
             path_length=None if parent_length is None else parent_length - 1,
             uris=(AGENCY_URI_PREFIX + str(agency),),
         )
-        return self._issued_chain(der)
 
     def issue_node(
         self,
@@ -336,20 +362,16 @@ class CertificateAuthority:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         peer = PeerId.from_ed25519(node_key.public_bytes_raw())
-        not_before, not_after = self._validity(now, lifetime)
-        der = build_certificate(
+        return self._certify(
             subject=_name(name, organization=organization),
             public_key=node_key,
-            issuer_name=self._info.subject_name,
-            issuer_key=self._key,
-            not_before=not_before,
-            not_after=not_after,
+            now=now,
+            lifetime=lifetime,
             ca=False,
             extended_key_usage=(OID_NODE,),
             uris=(AGENCY_URI_PREFIX + str(agency), PEER_URI_PREFIX + str(peer)),
             extra=((x509.UnrecognizedExtension(OID_KEY_AGREEMENT, spki), False),),
         )
-        return self._issued_chain(der)
 
     def issue_signer(
         self,
@@ -376,20 +398,16 @@ class CertificateAuthority:
         self._check_subtree(agency)
         if key_algorithm_of(public_key) is None:
             raise InvalidValue("unsupported signer key type, curve or size")
-        not_before, not_after = self._validity(now, lifetime)
-        der = build_certificate(
+        return self._certify(
             subject=_name(full_name, title=position, organization=organization),
             public_key=public_key,
-            issuer_name=self._info.subject_name,
-            issuer_key=self._key,
-            not_before=not_before,
-            not_after=not_after,
+            now=now,
+            lifetime=lifetime,
             ca=False,
             key_usage=_key_usage(ca=False, content_commitment=True),
             extended_key_usage=(OID_DOCUMENT_SIGNING,),
             uris=(AGENCY_URI_PREFIX + str(agency),),
         )
-        return self._issued_chain(der)
 
     def issue_revocation_list(
         self,

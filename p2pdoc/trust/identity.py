@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from p2pdoc.codecs import cbor
 from p2pdoc.codecs.cbor import Value
-from p2pdoc.errors import CertificateMalformed, InvalidValue, KeyFileError, SignatureInvalid
+from p2pdoc.errors import CertificateRejected, InvalidValue, KeyFileError, SignatureInvalid
 from p2pdoc.model.ids import AgencyCode, PeerId
 from p2pdoc.trust.ca import CertificateAuthority
 from p2pdoc.trust.keys import (
@@ -230,9 +230,14 @@ class NodeIdentity:
         chain into ``directory``.
 
         Raises:
-            KeyFileError: a file exists (without ``overwrite``) or cannot be written.
+            KeyFileError: a file exists (without ``overwrite``; then nothing is written) or
+                cannot be written.
         """
         folder = Path(directory)
+        if not overwrite:
+            for name in (_KEY_FILE, _AGREEMENT_FILE, _CHAIN_FILE):
+                if (folder / name).exists():
+                    raise KeyFileError(str(folder / name), "already exists; refusing to overwrite")
         save_key(folder / _KEY_FILE, self._signing_key, passphrase=passphrase, overwrite=overwrite)
         save_key(
             folder / _AGREEMENT_FILE,
@@ -245,8 +250,6 @@ class NodeIdentity:
             for der in self._chain
         )
         chain_path = folder / _CHAIN_FILE
-        if chain_path.exists() and not overwrite:
-            raise KeyFileError(str(chain_path), "already exists; refusing to overwrite")
         tmp = folder / f".{_CHAIN_FILE}.tmp"
         try:
             tmp.write_bytes(pem)
@@ -279,5 +282,5 @@ class NodeIdentity:
             certs = x509.load_pem_x509_certificates(pem)
             chain = [c.public_bytes(serialization.Encoding.DER) for c in certs]
             return cls(signing_key=signing_key, agreement_key=agreement_key, chain=chain)
-        except (ValueError, CertificateMalformed) as exc:
+        except (ValueError, CertificateRejected) as exc:
             raise KeyFileError(str(chain_path), f"unusable chain: {exc}") from None

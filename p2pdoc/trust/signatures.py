@@ -198,15 +198,21 @@ def document_signature_payload(
     can produce signatures p2pdoc verifies).
 
     Raises:
-        InvalidValue: bad role or time.
+        InvalidValue: bad root, role, time, algorithm or certificate type.
     """
     if not isinstance(root, Cid):
         raise InvalidValue("root must be a Cid")
+    if not isinstance(signer_certificate, (bytes, bytearray, memoryview)):
+        raise InvalidValue("the signer certificate must be DER bytes")
+    try:
+        algorithm_name = SignatureAlgorithm(algorithm).value
+    except ValueError:
+        raise InvalidValue(f"unknown signature algorithm {str(algorithm)[:40]!r}") from None
     return _payload(
         root,
         _check_role(role),
         _to_ms(signed_at),
-        SignatureAlgorithm(algorithm).value,
+        algorithm_name,
         hashlib.sha256(signer_certificate).digest(),
     )
 
@@ -312,11 +318,25 @@ class DocumentSignature:
         )
 
 
+def _signed_twice(signatures: Sequence[DocumentSignature]) -> str | None:
+    """The role of the first signature whose certificate already signed in that role
+    (None when every (signer certificate, role) pair is unique)."""
+    seen: set[tuple[bytes, str]] = set()
+    for signature in signatures:
+        pair = (signature.chain[0], signature.role)
+        if pair in seen:
+            return signature.role
+        seen.add(pair)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class SignatureSet:
     """The signatures of one document version: what travels beside its manifest.
 
-    All signatures name the same root; the same signature never appears twice.
+    All signatures name the same root; the same signature never appears twice, and one
+    signer certificate signs each role at most once (so a count of signatures is a count
+    of distinct attestations).
     """
 
     signatures: tuple[DocumentSignature, ...] = ()
@@ -331,6 +351,9 @@ class SignatureSet:
             raise InvalidValue("all signatures of a set must name the same document root")
         if len({s.signature for s in signatures}) != len(signatures):
             raise InvalidValue("the same signature appears twice")
+        twice = _signed_twice(signatures)
+        if twice is not None:
+            raise InvalidValue(f"one certificate signs the {twice} role twice")
         object.__setattr__(self, "signatures", signatures)
 
     @property
@@ -571,7 +594,8 @@ def verify_document_signatures(
     """Verify every signature of a document version.
 
     Checks, each over all signatures in order before the next: (1) every signature names
-    ``root`` (else :class:`SignatureRootMismatch`); (2) a signature found in ``cache`` is
+    ``root`` (else :class:`SignatureRootMismatch`) and no signer certificate signs one role
+    twice (else :class:`SignatureInvalid`); (2) a signature found in ``cache`` is
     taken from it; for the others, (3) the chain validates for document signing at ``now``
     (:class:`CertificateRejected` subclasses) and (4) the signing time is not in the future
     beyond :data:`MAX_CLOCK_SKEW` nor before the certificate (:class:`SignatureInvalid`);
@@ -602,6 +626,9 @@ def verify_document_signatures(
             raise SignatureRootMismatch(
                 f"{signature.role} signature is over document {signature.root}, not {root}"
             )
+    twice = _signed_twice(items)
+    if twice is not None:
+        raise SignatureInvalid(f"one certificate signs the {twice} role twice")
     results: list[VerifiedSignature | None] = []
     pending: list[tuple[int, DocumentSignature, VerifiedChain, bytes]] = []
     for index, signature in enumerate(items):

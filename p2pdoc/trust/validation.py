@@ -222,12 +222,15 @@ class TrustStore:
             require_revocation_lists: reject a chain when no revocation list of one of its
                 issuers is cached (reason ``revocation-unknown``). Off by default: a node
                 must keep working on what it has.
-            max_cached_chains: bound on the validated-chain cache.
+            max_cached_chains: bound on the validated-chain cache (0 disables it).
 
         Raises:
-            InvalidValue: no roots, or a root that is not a self-signed CA certificate.
+            InvalidValue: no roots, a root that is not a self-signed CA certificate, or a
+                negative ``max_cached_chains``.
             CertificateMalformed: a root does not parse.
         """
+        if max_cached_chains < 0:
+            raise InvalidValue("max_cached_chains must not be negative")
         self._roots: dict[bytes, CertificateInfo] = {}
         for der in roots:
             info = parse_certificate(der)
@@ -368,6 +371,9 @@ class TrustStore:
             raise ChainInvalid(
                 f"chain of {len(chain)} certificates exceeds {MAX_CHAIN_LENGTH}", reason="too-long"
             )
+        # bytes() of an int would allocate that many bytes: accept only bytes-like items.
+        if not all(isinstance(c, (bytes, bytearray, memoryview)) for c in chain):
+            raise CertificateMalformed("a chain is a sequence of DER certificates")
         return self._validate(tuple(bytes(c) for c in chain), purpose, now)
 
     def _validate(

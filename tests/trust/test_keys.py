@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from p2pdoc.errors import InvalidValue, KeyFileError, P2pdocError, SignatureInvalid
 from p2pdoc.trust import (
@@ -15,11 +17,14 @@ from p2pdoc.trust import (
     NodeIdentity,
     SignatureAlgorithm,
     SigningKey,
+    build_certificate,
     load_agreement_key,
     load_signing_key,
+    parse_certificate,
     save_key,
     verify_signature,
 )
+from p2pdoc.trust.profile import OID_NODE
 
 from .conftest import Pki
 
@@ -177,3 +182,37 @@ def test_verification_refuses_an_algorithm_that_does_not_fit_the_key() -> None:
         verify_signature(
             p256.public_key, SignatureAlgorithm.ECDSA_P384_SHA384, b"data", p256.sign(b"data")
         )
+
+
+def test_node_identity_save_writes_nothing_when_a_file_already_exists(
+    pki: Pki, tmp_path: Path
+) -> None:
+    (tmp_path / "node-chain.pem").write_bytes(b"an earlier chain")
+    with pytest.raises(KeyFileError, match=r"node-chain\.pem"):
+        pki.h49_node.save(tmp_path, passphrase=PASSPHRASE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node-chain.pem"]
+    assert (tmp_path / "node-chain.pem").read_bytes() == b"an earlier chain"
+
+
+def test_node_identity_with_a_rejected_chain_certificate_is_a_key_file_error(
+    pki: Pki, tmp_path: Path
+) -> None:
+    node = pki.h49_node
+    node.save(tmp_path)
+    odd = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.7"), b"\x05\x00")
+    leaf = parse_certificate(node.chain[0])
+    der = build_certificate(
+        subject=leaf.subject_name,
+        public_key=node.signing_key.public_key,
+        issuer_name=pki.h49.info.subject_name,
+        issuer_key=pki.h49.key,
+        not_before=leaf.not_before,
+        not_after=leaf.not_after,
+        ca=False,
+        extended_key_usage=(OID_NODE,),
+        extra=((odd, True),),  # an unknown critical extension: ChainInvalid when parsed
+    )
+    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "node-chain.pem").write_bytes(pem)
+    with pytest.raises(KeyFileError, match="unusable chain"):
+        NodeIdentity.load(tmp_path)

@@ -1,15 +1,16 @@
 """Interoperability with standard tooling: the ``openssl`` command line (3.0).
 
 An RSA key and certificate request made by openssl (as an agency token's software would),
-a signer certificate issued by a p2pdoc sub-CA, signatures made by ``openssl dgst`` over
-the documented signed bytes, verified by p2pdoc; and the reverse: openssl verifies
-p2pdoc's Ed25519 chains and signatures.
+a signer certificate issued from it by a p2pdoc sub-CA or by ``openssl x509 -req`` with the
+sub-CA's key, signatures made by ``openssl dgst`` over the documented signed bytes, verified
+by p2pdoc; and the reverse: openssl verifies p2pdoc's Ed25519 chains and signatures.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -25,9 +26,11 @@ from p2pdoc.trust import (
     SignatureSet,
     document_signature_payload,
     load_signing_key,
+    save_key,
     sign_document,
     verify_document_signatures,
 )
+from p2pdoc.trust.profile import OID_DOCUMENT_SIGNING
 
 from .conftest import H49, NOW, Pki
 
@@ -93,8 +96,8 @@ def test_openssl_rsa_signature_verifies_in_p2pdoc(
         agency=H49,
         full_name="Token Holder",
         position="Văn thư",
-        public_key=public_key,
-        now=NOW,  # type: ignore[arg-type]
+        public_key=public_key,  # type: ignore[arg-type]
+        now=NOW,
     )
     signed_at = NOW + dt.timedelta(minutes=1)
     payload = tmp_path / "payload.bin"
@@ -144,8 +147,8 @@ def test_openssl_made_key_file_loads_and_signs(
     chain = pki.h49.issue_signer(
         agency=H49,
         full_name="Token Holder",
-        public_key=request.public_key(),
-        now=NOW,  # type: ignore[arg-type]
+        public_key=request.public_key(),  # type: ignore[arg-type]
+        now=NOW,
     )
     signature = sign_document(ROOT, role="organisation", key=key, chain=chain, now=NOW)
     assert signature.algorithm is SignatureAlgorithm.RSA_PSS_SHA256
@@ -154,6 +157,84 @@ def test_openssl_made_key_file_loads_and_signs(
 
 def _pem(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+
+
+def test_openssl_issued_rsa_signer_certificate_and_signature_verify_in_p2pdoc(
+    pki: Pki, token: tuple[Path, x509.CertificateSigningRequest], tmp_path: Path
+) -> None:
+    # The sub-CA run with standard tooling: `openssl x509 -req` issues the signer
+    # certificate of the p2pdoc profile from the token's request, `openssl dgst` signs.
+    key_path, _ = token
+    save_key(tmp_path / "h49.key", pki.h49.key)
+    (tmp_path / "h49.pem").write_bytes(_pem(pki.h49.certificate))
+    (tmp_path / "signer.cnf").write_text(
+        "[signer]\n"
+        "basicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature, nonRepudiation\n"
+        f"extendedKeyUsage = {OID_DOCUMENT_SIGNING.dotted_string}\n"
+        f"subjectAltName = URI:urn:p2pdoc:agency:{H49}\n"
+        "subjectKeyIdentifier = hash\n"
+        "authorityKeyIdentifier = keyid\n"
+    )
+    # openssl stamps the machine's clock as notBefore; validation runs just after it.
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        key_path.with_name("token.csr"),
+        "-CA",
+        tmp_path / "h49.pem",
+        "-CAkey",
+        tmp_path / "h49.key",
+        "-set_serial",
+        "0x5a17c0ffee",
+        "-days",
+        "30",
+        "-extfile",
+        tmp_path / "signer.cnf",
+        "-extensions",
+        "signer",
+        "-out",
+        tmp_path / "signer.pem",
+    )
+    leaf = x509.load_pem_x509_certificate((tmp_path / "signer.pem").read_bytes())
+    chain = (leaf.public_bytes(serialization.Encoding.DER), pki.h49.certificate)
+    signed_at = leaf.not_valid_before_utc + dt.timedelta(minutes=1)
+    (tmp_path / "payload.bin").write_bytes(
+        document_signature_payload(
+            root=ROOT,
+            role="number",
+            signed_at=signed_at,
+            algorithm=SignatureAlgorithm.RSA_PKCS1V15_SHA256,
+            signer_certificate=chain[0],
+        )
+    )
+    _openssl(
+        "dgst",
+        "-sha256",
+        "-sign",
+        key_path,
+        "-out",
+        tmp_path / "payload.sig",
+        tmp_path / "payload.bin",
+    )
+    signature = DocumentSignature(
+        root=ROOT,
+        role="number",
+        signed_at=signed_at,
+        algorithm=SignatureAlgorithm.RSA_PKCS1V15_SHA256,
+        chain=chain,
+        signature=(tmp_path / "payload.sig").read_bytes(),
+    )
+    [result] = verify_document_signatures(
+        ROOT, [signature], trust=pki.trust(), now=signed_at + dt.timedelta(minutes=1)
+    )
+    assert (result.signer.full_name, result.signer.position) == ("Token Holder", "Văn thư")
+    assert result.signer.agency == H49
+    assert result.fingerprints[:2] == (
+        hashlib.sha256(chain[0]).digest(),
+        hashlib.sha256(pki.h49.certificate).digest(),
+    )
 
 
 def test_openssl_verifies_p2pdoc_chains(pki: Pki, tmp_path: Path) -> None:

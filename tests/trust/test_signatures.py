@@ -451,3 +451,39 @@ def test_signature_value_validates_itself() -> None:
             chain=(),
             signature=b"s",
         )
+
+
+def test_one_certificate_signs_a_role_once(pki: Pki) -> None:
+    # Otherwise one official signing "number" six times would meet a six-signature rule.
+    signer = pki.signers[2]
+    twice = tuple(
+        sign_document(
+            ROOT,
+            role="number",
+            key=signer.key,
+            chain=signer.chain,
+            now=NOW + dt.timedelta(milliseconds=ms),
+        )
+        for ms in range(2)
+    )
+    with pytest.raises(InvalidValue):
+        SignatureSet(twice)
+    with pytest.raises(SignatureInvalid, match="number role twice"):
+        verify_document_signatures(ROOT, twice, trust=pki.trust(), now=NOW, min_signatures=2)
+    encoded = cbor.encode({"v": 1, "signatures": [s.to_value() for s in twice]})
+    with pytest.raises(DecodeError):
+        SignatureSet.decode(encoded)
+    other_role = sign_document(ROOT, role="date", key=signer.key, chain=signer.chain, now=NOW)
+    both = SignatureSet((twice[0], other_role))  # one official, two roles: allowed
+    assert len(verify_document_signatures(ROOT, both, trust=pki.trust(), now=NOW)) == 2
+
+
+def test_payload_refuses_an_unknown_algorithm(pki: Pki) -> None:
+    with pytest.raises(InvalidValue):
+        document_signature_payload(
+            root=ROOT,
+            role="date",
+            signed_at=NOW,
+            algorithm="md5-rsa",  # type: ignore[arg-type]
+            signer_certificate=pki.signers[0].chain[0],
+        )

@@ -482,3 +482,18 @@ def test_certificate_with_an_undecodable_issuer_name_is_malformed(pki: Pki) -> N
     der = pki.h49.certificate.replace("Ban Cơ".encode(), b"Ban C\xff\xa1", 1)
     with pytest.raises(CertificateMalformed):
         pki.trust().validate((pki.signers[0].chain[0], der), purpose=SIGNER, now=NOW)
+
+
+def test_chain_items_that_are_not_bytes_are_malformed(pki: Pki) -> None:
+    leaf, sub = pki.signers[0].chain
+    for chain in ((leaf, sub.hex()), (leaf, 10**12)):  # an int must not become 10**12 bytes
+        with pytest.raises(CertificateMalformed):
+            pki.trust().validate(chain, purpose=SIGNER, now=NOW)  # type: ignore[arg-type]
+
+
+def test_chain_cache_size_is_checked_and_zero_disables_it(pki: Pki) -> None:
+    with pytest.raises(InvalidValue):
+        TrustStore([pki.root.certificate], max_cached_chains=-1)
+    trust = TrustStore([pki.root.certificate], max_cached_chains=0)
+    first = trust.validate(pki.signers[0].chain, purpose=SIGNER, now=NOW)
+    assert trust.validate(pki.signers[0].chain, purpose=SIGNER, now=NOW) is not first
