@@ -31,15 +31,26 @@ Contract:
 from __future__ import annotations
 
 import abc
+import logging
+import operator
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import trio
 
-from p2pdoc.errors import InvalidValue
+from p2pdoc.errors import InvalidValue, PeerUnreachable
 from p2pdoc.model.ids import PeerId
 
-__all__ = ["MAX_PROTOCOL_LENGTH", "ExclusiveSending", "Network", "StreamHandler", "check_protocol"]
+__all__ = [
+    "MAX_PROTOCOL_LENGTH",
+    "Network",
+    "StreamGuards",
+    "StreamHandler",
+    "check_protocol",
+    "check_stream_target",
+    "receive_limit",
+    "run_handler",
+]
 
 MAX_PROTOCOL_LENGTH = 200
 """Longest protocol id a network accepts."""
@@ -59,6 +70,22 @@ def check_protocol(protocol: str) -> None:
         or " " in protocol
     ):
         raise InvalidValue(f"protocol must be printable text starting with '/': {protocol!r}")
+
+
+def check_stream_target(local: PeerId, peer: PeerId, protocol: str, *, serving: bool) -> None:
+    """The checks of :meth:`Network.open_stream` before any I/O.
+
+    Raises:
+        InvalidValue: ``protocol`` is not a protocol id or ``peer`` is not a PeerId.
+        PeerUnreachable: the network is not serving, or ``peer`` is this node itself.
+    """
+    check_protocol(protocol)
+    if not isinstance(peer, PeerId):
+        raise InvalidValue("peer must be a PeerId")
+    if not serving:
+        raise PeerUnreachable(f"{peer!r}: this network is not serving")
+    if peer == local:
+        raise PeerUnreachable("cannot open a stream to this node itself")
 
 
 StreamHandler = Callable[[PeerId, trio.abc.Stream], Awaitable[None]]
@@ -133,13 +160,22 @@ class Network(abc.ABC):
         """
 
 
-class ExclusiveSending:
-    """The sending-side checks every stream adapter makes, as trio's streams do: a closed
-    stream raises :class:`trio.ClosedResourceError`, a second concurrent sender
-    :class:`trio.BusyResourceError`."""
+class StreamGuards:
+    """The checks every stream adapter makes, as trio's streams do: a closed stream raises
+    :class:`trio.ClosedResourceError`, a second concurrent sender or receiver
+    :class:`trio.BusyResourceError`, and an operation blocked in :meth:`_until_closed` when
+    the stream is closed raises :class:`trio.ClosedResourceError`."""
 
     _closed: bool
     _sending: bool
+    _receiving: bool
+    _op_scopes: set[trio.CancelScope]
+
+    def _init_guards(self) -> None:
+        self._closed = False
+        self._sending = False
+        self._receiving = False
+        self._op_scopes = set()
 
     @contextmanager
     def _exclusive_send(self) -> Iterator[None]:
@@ -153,3 +189,77 @@ class ExclusiveSending:
             yield
         finally:
             self._sending = False
+
+    @contextmanager
+    def _exclusive_receive(self) -> Iterator[None]:
+        """Hold the receiving side for one ``receive_some``."""
+        if self._closed:
+            raise trio.ClosedResourceError("stream was closed")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        self._receiving = True
+        try:
+            yield
+        finally:
+            self._receiving = False
+
+    @contextmanager
+    def _until_closed(self) -> Iterator[None]:
+        """Run a blocking wait that :meth:`_mark_closed` interrupts with ClosedResourceError."""
+        with trio.CancelScope() as scope:
+            self._op_scopes.add(scope)
+            try:
+                yield
+            finally:
+                self._op_scopes.discard(scope)
+        if self._closed:
+            raise trio.ClosedResourceError("stream was closed")
+
+    def _mark_closed(self) -> bool:
+        """Mark the stream closed and wake every blocked operation; False if it already was."""
+        if self._closed:
+            return False
+        self._closed = True
+        for scope in list(self._op_scopes):
+            scope.cancel()
+        return True
+
+
+def receive_limit(max_bytes: int | None, default: int) -> int:
+    """The byte count a ``receive_some(max_bytes)`` may return (``default`` for None).
+
+    Raises:
+        InvalidValue: ``max_bytes`` is below 1 (also a ValueError, as trio's streams raise).
+    """
+    limit = default if max_bytes is None else operator.index(max_bytes)
+    if limit < 1:
+        raise InvalidValue("max_bytes must be >= 1")
+    return limit
+
+
+async def run_handler(
+    handler: StreamHandler,
+    protocol: str,
+    remote: PeerId,
+    stream: trio.abc.Stream,
+    scopes: set[trio.CancelScope],
+    logger: logging.Logger,
+) -> None:
+    """Run ``handler`` on an incoming stream as :data:`StreamHandler` promises.
+
+    The handler runs in a cancel scope added to ``scopes`` (so the network can cancel it);
+    a broken or closed stream escaping it is logged at debug level, any other exception with
+    its traceback; in every case the stream is closed afterwards.
+    """
+    with trio.CancelScope() as scope:
+        scopes.add(scope)
+        try:
+            await handler(remote, stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.debug("handler for %s from %r: stream ended: %s", protocol, remote, exc)
+        except Exception:
+            logger.exception("handler for %s from %r failed", protocol, remote)
+        finally:
+            scopes.discard(scope)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()

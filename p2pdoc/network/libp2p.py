@@ -47,10 +47,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import operator
 import os
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -84,7 +83,15 @@ from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 
 from p2pdoc.errors import ConfigError, InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
-from p2pdoc.network.base import ExclusiveSending, Network, StreamHandler, check_protocol
+from p2pdoc.network.base import (
+    Network,
+    StreamGuards,
+    StreamHandler,
+    check_protocol,
+    check_stream_target,
+    receive_limit,
+    run_handler,
+)
 
 __all__ = [
     "SECURITY_PROTOCOLS",
@@ -256,7 +263,7 @@ class _Terminal(Exception):
         self.clean = clean
 
 
-class _Libp2pStream(ExclusiveSending, trio.abc.Stream):
+class _Libp2pStream(StreamGuards, trio.abc.Stream):
     """A libp2p Yamux stream as a :class:`trio.abc.Stream`.
 
     Reads wait on Yamux's per-stream buffer and event (so waiting is cancellable without
@@ -278,12 +285,9 @@ class _Libp2pStream(ExclusiveSending, trio.abc.Stream):
         self._ys = muxed
         self._mux = muxed.conn
         self._stall_timeout = stall_timeout
-        self._closed = False
+        self._init_guards()
         self._eof = False
         self._broken = False
-        self._sending = False
-        self._receiving = False
-        self._op_scopes: set[trio.CancelScope] = set()
 
     # -- state probes over Yamux internals (pinned to libp2p 0.8.1) ------------------------
 
@@ -340,18 +344,6 @@ class _Libp2pStream(ExclusiveSending, trio.abc.Stream):
         return window
 
     # -- helpers ---------------------------------------------------------------------------
-
-    @contextmanager
-    def _until_closed(self) -> Iterator[trio.CancelScope]:
-        """Run a blocking wait that :meth:`aclose` interrupts with ClosedResourceError."""
-        with trio.CancelScope() as scope:
-            self._op_scopes.add(scope)
-            try:
-                yield scope
-            finally:
-                self._op_scopes.discard(scope)
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
 
     async def _abort_connection(self) -> None:
         """Close the whole connection after a frame write was cut off mid-way."""
@@ -419,16 +411,9 @@ class _Libp2pStream(ExclusiveSending, trio.abc.Stream):
             trio.BrokenResourceError: the peer reset the stream or the connection broke.
             trio.BusyResourceError: another task is receiving on this stream.
         """
-        limit = _DEFAULT_RECEIVE if max_bytes is None else operator.index(max_bytes)
-        if limit < 1:
-            raise ValueError("max_bytes must be >= 1")
+        limit = receive_limit(max_bytes, _DEFAULT_RECEIVE)
         await trio.lowlevel.checkpoint()
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is receiving on this stream")
-        self._receiving = True
-        try:
+        with self._exclusive_receive():
             if self._eof:
                 return b""
             if self._broken:
@@ -455,8 +440,6 @@ class _Libp2pStream(ExclusiveSending, trio.abc.Stream):
                 await self._abort_connection()
                 raise self._fail()
             return bytes(data)
-        finally:
-            self._receiving = False
 
     async def aclose(self) -> None:
         """Flush and end this stream (FIN); reset it too if the peer was still sending.
@@ -464,10 +447,7 @@ class _Libp2pStream(ExclusiveSending, trio.abc.Stream):
         Idempotent. Closes even when cancelled (then raises Cancelled afterwards). Never
         raises for a stream that was already reset or broken.
         """
-        if not self._closed:
-            self._closed = True
-            for scope in list(self._op_scopes):
-                scope.cancel()
+        if self._mark_closed():
             with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
                 try:
                     # We will not read again: drop unread bytes now rather than leave them
@@ -617,13 +597,7 @@ class Libp2pNetwork(Network):
                 failed or the dial timed out, the peer refused the protocol or did not
                 answer within ``negotiate_timeout``. The message says which.
         """
-        check_protocol(protocol)
-        if not isinstance(peer, PeerId):
-            raise InvalidValue("peer must be a PeerId")
-        if not self._running:
-            raise PeerUnreachable(f"{peer!r}: this network is not serving")
-        if peer == self._peer:
-            raise PeerUnreachable("cannot open a stream to this node itself")
+        check_stream_target(self._peer, peer, protocol, serving=self._running)
         await self._ensure_connected(peer)
         try:
             with trio.fail_after(self._config.negotiate_timeout):
@@ -703,18 +677,7 @@ class Libp2pNetwork(Network):
         if handler is None or not self._running:
             await stream.aclose()
             return
-        with trio.CancelScope() as scope:
-            self._handler_scopes.add(scope)
-            try:
-                await handler(remote, stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                logger.debug("handler for %s from %r: stream ended: %s", protocol, remote, exc)
-            except Exception:
-                logger.exception("handler for %s from %r failed", protocol, remote)
-            finally:
-                self._handler_scopes.discard(scope)
-                with trio.CancelScope(shield=True):
-                    await stream.aclose()
+        await run_handler(handler, protocol, remote, stream, self._handler_scopes, logger)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on ``config.listen_multiaddr`` and dispatch streams until cancelled.

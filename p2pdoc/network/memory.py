@@ -38,10 +38,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import operator
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -49,7 +47,15 @@ import trio
 
 from p2pdoc.errors import InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
-from p2pdoc.network.base import ExclusiveSending, Network, StreamHandler, check_protocol
+from p2pdoc.network.base import (
+    Network,
+    StreamGuards,
+    StreamHandler,
+    check_protocol,
+    check_stream_target,
+    receive_limit,
+    run_handler,
+)
 
 __all__ = ["Faults", "MemoryNetwork", "MemoryRouter", "RouterStats", "memory_addr"]
 
@@ -379,28 +385,14 @@ class _Connection:
         logger.debug("memory connection %s broke: %s", self.label, reason)
 
 
-class _MemoryStream(ExclusiveSending, trio.abc.Stream):
+class _MemoryStream(StreamGuards, trio.abc.Stream):
     """One end of a stream on a memory connection."""
 
     def __init__(self, conn: _Connection, outgoing: _Channel, incoming: _Channel) -> None:
         self._conn = conn
         self._out = outgoing
         self._in = incoming
-        self._closed = False
-        self._sending = False
-        self._receiving = False
-        self._op_scopes: set[trio.CancelScope] = set()
-
-    @contextmanager
-    def _until_closed(self) -> Iterator[None]:
-        with trio.CancelScope() as scope:
-            self._op_scopes.add(scope)
-            try:
-                yield
-            finally:
-                self._op_scopes.discard(scope)
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
+        self._init_guards()
 
     def _check_send(self) -> None:
         if self._conn.broken:
@@ -462,16 +454,9 @@ class _MemoryStream(ExclusiveSending, trio.abc.Stream):
             trio.BrokenResourceError: the connection broke.
             trio.BusyResourceError: another task is receiving on this stream.
         """
-        limit = _DEFAULT_RECEIVE if max_bytes is None else operator.index(max_bytes)
-        if limit < 1:
-            raise ValueError("max_bytes must be >= 1")
+        limit = receive_limit(max_bytes, _DEFAULT_RECEIVE)
         await trio.lowlevel.checkpoint()
-        if self._closed:
-            raise trio.ClosedResourceError("stream was closed")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is receiving on this stream")
-        self._receiving = True
-        try:
+        with self._exclusive_receive():
             incoming = self._in
             while not incoming.buffer:
                 if self._conn.broken:
@@ -485,18 +470,13 @@ class _MemoryStream(ExclusiveSending, trio.abc.Stream):
             incoming.in_flight -= len(data)
             incoming.space.unpark_all()
             return data
-        finally:
-            self._receiving = False
 
     async def aclose(self) -> None:
         """End this side: the peer reads what was sent, then ``b""``; its sends now fail.
 
         Idempotent; closes even when cancelled (then raises Cancelled afterwards).
         """
-        if not self._closed:
-            self._closed = True
-            for scope in list(self._op_scopes):
-                scope.cancel()
+        if self._mark_closed():
             conn = self._conn
             if not conn.broken:
                 if not self._out.eof_sent:
@@ -598,13 +578,7 @@ class MemoryNetwork(Network):
                 partitioned, not listening), the connection broke while opening, or the
                 peer has no handler for ``protocol``.
         """
-        check_protocol(protocol)
-        if not isinstance(peer, PeerId):
-            raise InvalidValue("peer must be a PeerId")
-        if not self._running:
-            raise PeerUnreachable(f"{peer!r}: this network is not serving")
-        if peer == self._peer:
-            raise PeerUnreachable("cannot open a stream to this node itself")
+        check_stream_target(self._peer, peer, protocol, serving=self._running)
         conn = await self._connect(peer)
         remote = conn.other(self)
         stream_id = conn.new_stream_id(self._peer)
@@ -689,21 +663,9 @@ class MemoryNetwork(Network):
         handler = self._handlers[protocol]
         assert self._nursery is not None
 
-        async def run() -> None:
-            with trio.CancelScope() as scope:
-                self._handler_scopes.add(scope)
-                try:
-                    await handler(remote, stream)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    logger.debug("handler for %s from %r: stream ended: %s", protocol, remote, exc)
-                except Exception:
-                    logger.exception("handler for %s from %r failed", protocol, remote)
-                finally:
-                    self._handler_scopes.discard(scope)
-                    with trio.CancelScope(shield=True):
-                        await stream.aclose()
-
-        self._nursery.start_soon(run)
+        self._nursery.start_soon(
+            run_handler, handler, protocol, remote, stream, self._handler_scopes, logger
+        )
 
     async def disconnect(self, peer: PeerId) -> None:
         """Break every connection to ``peer``; its streams fail on both sides."""

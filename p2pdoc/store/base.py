@@ -31,7 +31,9 @@ Contract:
   (one task's writes in call order).
 - Every failure is a :class:`~p2pdoc.errors.StoreError` (or :class:`ContentMismatch`), except
   malformed arguments (a programming error), which raise
-  :class:`~p2pdoc.errors.InvalidValue` before anything is written.
+  :class:`~p2pdoc.errors.InvalidValue` before anything is written or read: a negative
+  ``limit``, or a table, key, prefix, owner or document id given to a read that is not a
+  ``str`` encodable as UTF-8 (no stored name can be such a string).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ __all__ = [
     "WriteOp",
     "check_batch",
     "check_limit",
+    "check_text",
     "pins_for",
     "unverified_size",
     "verify_blocks",
@@ -76,10 +79,7 @@ MAX_RECORD_SIZE: Final = cbor.DEFAULT_MAX_SIZE
 def _check_name(what: str, name: str) -> None:
     if not isinstance(name, str) or not name or len(name) > _MAX_NAME:
         raise InvalidValue(f"{what} must be a non-empty str of at most {_MAX_NAME} characters")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidValue(f"{what} {name[:40]!r} is not encodable as UTF-8") from None
+    check_text(what, name)
 
 
 def _check_bytes(what: str, value: object) -> None:
@@ -307,7 +307,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def pinned(self, owner: str) -> set[Cid]:
-        """The CIDs ``owner`` keeps (empty for an unknown owner)."""
+        """The CIDs ``owner`` keeps (empty for an unknown owner).
+
+        Raises:
+            InvalidValue: ``owner`` is not text encodable as UTF-8 (see :func:`check_text`).
+        """
 
     @abc.abstractmethod
     async def collect_garbage(self) -> int:
@@ -326,7 +330,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def find_documents(self, document_id: str) -> list[DocumentRecord]:
-        """Every stored version of a document id, oldest first (``created_at``, then root)."""
+        """Every stored version of a document id, oldest first (``created_at``, then root).
+
+        Raises:
+            InvalidValue: ``document_id`` is not text encodable as UTF-8.
+        """
 
     @abc.abstractmethod
     async def list_documents(
@@ -342,7 +350,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_record(self, table: str, key: str) -> Value:
-        """Raises NotFound."""
+        """The value of ``table[key]``, freshly decoded.
+
+        Raises:
+            NotFound: no such record.
+            InvalidValue: ``table`` or ``key`` is not text encodable as UTF-8.
+        """
 
     @abc.abstractmethod
     async def list_records(
@@ -351,7 +364,8 @@ class Store(abc.ABC):
         """Records of ``table`` whose key starts with ``prefix``, in key order, after ``after``.
 
         Raises:
-            InvalidValue: ``limit`` is negative.
+            InvalidValue: ``limit`` is negative, or ``table``, ``prefix`` or ``after`` is not
+                text encodable as UTF-8.
         """
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -378,6 +392,20 @@ class Store(abc.ABC):
 def pins_for(owner: str, cids: Iterable[Cid]) -> Pin:
     """A :class:`Pin` of ``cids`` under ``owner`` (deduplicated, order kept)."""
     return Pin(owner, tuple(dict.fromkeys(cids)))
+
+
+def check_text(what: str, text: object) -> None:
+    """Raise InvalidValue unless ``text`` is a str encodable as UTF-8 (for read arguments).
+
+    Only what no stored name can be is refused: a well-formed name that is merely too long
+    to have been written reads as absent.
+    """
+    if not isinstance(text, str):
+        raise InvalidValue(f"{what} must be a str, not {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue(f"{what} {text[:40]!r} is not encodable as UTF-8") from None
 
 
 def check_limit(limit: int) -> None:

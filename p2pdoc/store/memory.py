@@ -38,6 +38,7 @@ from p2pdoc.store.base import (
     WriteOp,
     check_batch,
     check_limit,
+    check_text,
     verify_blocks,
 )
 
@@ -219,6 +220,7 @@ class MemoryStore(Store):
         return len(self._state.blocks), self._state.block_bytes
 
     async def pinned(self, owner: str) -> set[Cid]:
+        check_text("pin owner", owner)
         await trio.lowlevel.checkpoint()
         self._check_open()
         return set(self._state.pins.get(owner, ()))
@@ -246,6 +248,7 @@ class MemoryStore(Store):
             raise NotFound(f"no document {root}") from None
 
     async def find_documents(self, document_id: str) -> list[DocumentRecord]:
+        check_text("document id", document_id)
         await trio.lowlevel.checkpoint()
         self._check_open()
         found = [d for d in self._state.documents.values() if d.document_id == document_id]
@@ -266,6 +269,8 @@ class MemoryStore(Store):
     # -- records ------------------------------------------------------------------------
 
     async def get_record(self, table: str, key: str) -> Value:
+        check_text("table", table)
+        check_text("record key", key)
         await trio.lowlevel.checkpoint()
         self._check_open()
         try:
@@ -277,6 +282,10 @@ class MemoryStore(Store):
     async def list_records(
         self, table: str, *, prefix: str = "", after: str | None = None, limit: int = 1000
     ) -> list[tuple[str, Value]]:
+        check_text("table", table)
+        check_text("key prefix", prefix)
+        if after is not None:
+            check_text("key after", after)
         check_limit(limit)
         await trio.lowlevel.checkpoint()
         self._check_open()

@@ -97,6 +97,7 @@ from p2pdoc.store.base import (
     WriteOp,
     check_batch,
     check_limit,
+    check_text,
     unverified_size,
     verify_blocks,
 )
@@ -137,6 +138,8 @@ SCHEMA_VERSION: Final = len(_MIGRATIONS)
 """The ``PRAGMA user_version`` this code creates and reads."""
 
 _HASH_IN_THREAD_BYTES: Final = 64 * 1024
+_MAX_SQL_INT: Final = (1 << 63) - 1
+"""The largest integer SQLite binds; a larger ``limit`` is clamped to it (same result)."""
 _GC_CHUNK: Final = 256
 
 # Reads on the event loop's thread (see the module docstring and docs/store.md).
@@ -853,21 +856,7 @@ class SQLiteStore(Store):
                     while pending:
                         pending = self._try_group(pending)
                     return jobs
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                error = _translate(exc, "committing")
-                if isinstance(error, StorageFull) and len(jobs) > 1:
-                    # Find out which batches fit: retry them one transaction each.
-                    for job in jobs:
-                        self._commit_alone(job)
-                else:
-                    for job in jobs:
-                        job.error = error
-                return jobs
-            self._transactions += 1
-            self._batches += len(jobs)
+            self._commit_open(jobs)
         except BaseException as exc:  # a bug or a broken connection: no caller may hang
             self._rollback()
             error = _translate(exc, "writing")
@@ -912,22 +901,30 @@ class SQLiteStore(Store):
         if not applied:
             self._rollback()
             return []
+        self._commit_open(applied)
+        return []
+
+    def _commit_open(self, jobs: Sequence[_WriteJob]) -> None:
+        """``COMMIT`` the open transaction holding ``jobs`` (writer thread).
+
+        On failure the transaction is rolled back and every job gets the error, except on
+        SQLITE_FULL with several jobs: then each is retried in a transaction of its own, so
+        only the batches that really do not fit fail. Every job is finished on return.
+        """
         try:
-            conn.execute("COMMIT")
+            self._writer.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
             error = _translate(exc, "committing")
-            if isinstance(error, StorageFull) and len(applied) > 1:
-                # Find out which batches fit: retry them one transaction each.
-                for job in applied:
+            if isinstance(error, StorageFull) and len(jobs) > 1:
+                for job in jobs:
                     self._commit_alone(job)
-                return []
-            for job in applied:
-                job.error = error
-            return []
+            else:
+                for job in jobs:
+                    job.error = error
+            return
         self._transactions += 1
-        self._batches += len(applied)
-        return []
+        self._batches += len(jobs)
 
     def _commit_alone(self, job: _WriteJob) -> None:
         pending = [job]
@@ -1099,6 +1096,7 @@ class SQLiteStore(Store):
             rows = conn.execute("SELECT cid FROM pins WHERE owner = ?", (owner,)).fetchall()
             return {_cid_from_row(row[0]) for row in rows}
 
+        check_text("pin owner", owner)
         await trio.lowlevel.checkpoint()
         self._check_open()
         if self._loop_bytes:
@@ -1164,6 +1162,7 @@ class SQLiteStore(Store):
         return found[0]
 
     async def find_documents(self, document_id: str) -> list[DocumentRecord]:
+        check_text("document id", document_id)
         return await self._documents(
             "finding documents", "WHERE document_id = ?2 ORDER BY created_at, root", (document_id,)
         )
@@ -1174,12 +1173,16 @@ class SQLiteStore(Store):
         check_limit(limit)
         start = b"" if after is None else after.to_bytes()
         return await self._documents(
-            "listing documents", "WHERE root > ?2 ORDER BY root LIMIT ?3", (start, limit)
+            "listing documents",
+            "WHERE root > ?2 ORDER BY root LIMIT ?3",
+            (start, min(limit, _MAX_SQL_INT)),
         )
 
     # -- records --------------------------------------------------------------------------
 
     async def get_record(self, table: str, key: str) -> Value:
+        check_text("table", table)
+        check_text("record key", key)
         await trio.lowlevel.checkpoint()
         self._check_open()
         if self._loop_bytes:
@@ -1208,6 +1211,10 @@ class SQLiteStore(Store):
             sql = f"SELECT key, value FROM records WHERE {where} ORDER BY key LIMIT ?"
             return decoded(conn.execute(sql, params).fetchall())
 
+        check_text("table", table)
+        check_text("key prefix", prefix)
+        if after is not None:
+            check_text("key after", after)
         check_limit(limit)
         lower = prefix.encode()
         if after is not None:
@@ -1218,7 +1225,7 @@ class SQLiteStore(Store):
         if upper is not None:
             where += " AND key < ?"
             params.append(upper)
-        params.append(limit)
+        params.append(min(limit, _MAX_SQL_INT))
         await trio.lowlevel.checkpoint()
         self._check_open()
         if self._loop_bytes:

@@ -30,6 +30,19 @@ async def test_open_stream_and_echo(harness: Harness, clock: object) -> None:
         assert a.local_peer in b.connected_peers()
 
 
+async def test_receive_of_less_than_one_byte_is_invalid(harness: Harness, clock: object) -> None:
+    with trio.fail_after(harness.timeout):
+        a, b = await harness.pair()
+        b.set_handler(ECHO, echo)
+        stream = await a.open_stream(b.local_peer, ECHO)
+        for bad in (0, -1):
+            with pytest.raises(InvalidValue):
+                await stream.receive_some(bad)
+        await stream.send_all(b"still usable")
+        assert await receive_exactly(stream, 12) == b"still usable"
+        await stream.aclose()
+
+
 async def test_handler_sees_the_authenticated_remote(harness: Harness, clock: object) -> None:
     with trio.fail_after(harness.timeout):
         a, b = await harness.pair()

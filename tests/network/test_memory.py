@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -15,6 +17,16 @@ from p2pdoc.network.memory import Faults, MemoryNetwork, MemoryRouter, memory_ad
 from tests.network.conftest import echo, read_all, receive_exactly
 
 ECHO = "/test/echo/1"
+VIRTUAL_TIMEOUT = 600.0
+"""Virtual seconds: a deadlocked test jumps straight to this deadline and fails."""
+
+
+@asynccontextmanager
+async def bounded_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery under ``trio.fail_after``, so a test fails instead of hanging."""
+    with trio.fail_after(VIRTUAL_TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            yield nursery
 
 
 def peer(n: int) -> PeerId:
@@ -74,7 +86,7 @@ def test_addresses() -> None:
 
 async def test_latency_and_dial_latency_are_exact(autojump_clock: trio.testing.MockClock) -> None:
     router = MemoryRouter(1, Faults(latency=0.05, dial_latency=0.1))
-    async with trio.open_nursery() as nursery:
+    async with bounded_nursery() as nursery:
         a, b = await start(nursery, router, 1), await start(nursery, router, 2)
         know(a, b)
         t0 = trio.current_time()
@@ -93,7 +105,7 @@ async def test_latency_and_dial_latency_are_exact(autojump_clock: trio.testing.M
 async def test_bandwidth_limits_a_connection(autojump_clock: trio.testing.MockClock) -> None:
     router = MemoryRouter(1, Faults(latency=0.01, bandwidth=100_000))
     payload = random.Random(1).randbytes(1_000_000)
-    async with trio.open_nursery() as nursery:
+    async with bounded_nursery() as nursery:
         a, b = await start(nursery, router, 1), await start(nursery, router, 2)
         collected: list[bytes] = []
         done = trio.Event()
@@ -118,7 +130,7 @@ async def test_bandwidth_limits_a_connection(autojump_clock: trio.testing.MockCl
 async def test_jitter_never_reorders_a_stream(autojump_clock: trio.testing.MockClock) -> None:
     router = MemoryRouter(5, Faults(latency=0.01, jitter=0.5), chunk_size=1024, stream_buffer=4096)
     payload = random.Random(2).randbytes(200_000)
-    async with trio.open_nursery() as nursery:
+    async with bounded_nursery() as nursery:
         a, b = await start(nursery, router, 1), await start(nursery, router, 2)
         know(a, b)
         stream = await a.open_stream(b.local_peer, ECHO)
@@ -139,7 +151,7 @@ async def test_partition_breaks_and_refuses_until_healed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     router = MemoryRouter(1, Faults(latency=0.01))
-    async with trio.open_nursery() as nursery:
+    async with bounded_nursery() as nursery:
         a, b, c = [await start(nursery, router, n) for n in (1, 2, 3)]
         know(a, b, c)
         know(c, a, b)
@@ -160,7 +172,7 @@ async def test_partition_breaks_and_refuses_until_healed(
 
 async def test_take_down_and_bring_up(autojump_clock: trio.testing.MockClock) -> None:
     router = MemoryRouter(1, Faults(latency=0.01))
-    async with trio.open_nursery() as nursery:
+    async with bounded_nursery() as nursery:
         a, b = await start(nursery, router, 1), await start(nursery, router, 2)
         know(a, b)
         know(b, a)
@@ -192,7 +204,7 @@ async def test_certain_reset_breaks_both_sides(autojump_clock: trio.testing.Mock
             outcome.append("broken")
         handler_done.set()
 
-    async with trio.open_nursery() as nursery:
+    async with bounded_nursery() as nursery:
         a, b = await start(nursery, router, 1), await start(nursery, router, 2)
         b.set_handler("/test/wait/1", wait)
         know(a, b)
@@ -212,7 +224,7 @@ async def test_certain_reset_breaks_both_sides(autojump_clock: trio.testing.Mock
 
 async def test_concurrent_opens_share_one_dial(autojump_clock: trio.testing.MockClock) -> None:
     router = MemoryRouter(1, Faults(latency=0.01, dial_latency=0.2))
-    async with trio.open_nursery() as nursery:
+    async with bounded_nursery() as nursery:
         a, b = await start(nursery, router, 1), await start(nursery, router, 2)
         know(a, b)
         async with trio.open_nursery() as inner:
@@ -226,7 +238,7 @@ async def test_concurrent_opens_share_one_dial(autojump_clock: trio.testing.Mock
 
 async def test_a_peer_id_serves_once_at_a_time(autojump_clock: trio.testing.MockClock) -> None:
     router = MemoryRouter(1)
-    async with trio.open_nursery() as nursery:
+    async with bounded_nursery() as nursery:
         a = await start(nursery, router, 1)
         async with trio.open_nursery() as first:
             old = await start(first, router, 2)
@@ -273,7 +285,7 @@ async def _lossy_scenario(seed: int) -> tuple[list[tuple[float, str, int, str]],
                         await stream.aclose()
                     stream = None
 
-    async with trio.open_nursery() as nursery:
+    async with bounded_nursery() as nursery:
         server = await start(nursery, router, 10)
         clients = [await start(nursery, router, n) for n in (11, 12)]
         for net in clients:

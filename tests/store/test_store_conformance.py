@@ -356,6 +356,34 @@ async def test_records_negative_limit_is_refused(store: Store) -> None:
         await store.list_records("t", limit=-1)
 
 
+async def test_a_limit_beyond_64_bits_lists_everything(store: Store) -> None:
+    await store.write([PutRecord("t", "a", 1), PutDocument(document("huge-limit"))])
+    assert await store.list_records("t", limit=1 << 70) == [("a", 1)]
+    assert len(await store.list_documents(limit=1 << 70)) == 1
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda s: s.get_record("t", "\udc80"),
+        lambda s: s.get_record("\ud800", "k"),
+        lambda s: s.list_records("\ud800"),
+        lambda s: s.list_records("t", prefix="a\udfff"),
+        lambda s: s.list_records("t", after="\ud800"),
+        lambda s: s.pinned("\ud800"),
+        lambda s: s.find_documents("\ud800"),
+        lambda s: s.get_record("t", 5),
+    ],
+)
+async def test_read_arguments_that_no_name_can_be_are_invalid(
+    store: Store, read: Callable[[Store], Awaitable[object]]
+) -> None:
+    await store.write([PutRecord("t", "a", 1)])
+    with pytest.raises(InvalidValue):
+        await read(store)
+    assert await store.get_record("t", "a") == 1
+
+
 async def test_records_page_through_a_table(store: Store) -> None:
     keys = [f"{i:05d}" for i in range(250)]
     await store.write([PutRecord("log", k, i) for i, k in enumerate(keys)])
