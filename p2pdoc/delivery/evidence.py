@@ -63,6 +63,8 @@ RECEIPT_CONTEXT: Final = "p2pdoc/receipt/v1"
 STATUS_CONTEXT: Final = "p2pdoc/status/v1"
 MAX_EVIDENCE_SIZE: Final = 64 << 10
 MAX_BATCH: Final = 1 << 16
+MAX_SIGNED_AT: Final = 253_402_300_799_999
+"""The last millisecond of the year 9999: later (or negative) times are not dates."""
 _EVIDENCE_KEYS: Final = frozenset(
     {"v", "body", "index", "size", "path", "signed_at", "peer", "chain", "sig"}
 )
@@ -259,6 +261,8 @@ class Evidence:
             raise DecodeError("evidence batch size, path or chain out of bounds")
         if any(len(p) != 32 for p in evidence.path):
             raise DecodeError("audit path hashes must be 32 bytes")
+        if not 0 <= evidence.signed_at <= MAX_SIGNED_AT:
+            raise DecodeError(f"evidence signing time {evidence.signed_at} is not a date")
         return evidence
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+import trio
 
 from p2pdoc.codecs.cid import Cid
 from p2pdoc.model.envelope import Envelope
@@ -18,7 +21,9 @@ from p2pdoc.node.directory import PeerDirectory
 from p2pdoc.store.base import Store
 from p2pdoc.trust.sealing import OpenedSeal
 
-__all__ = ["DocumentSigner", "NodeContext", "NodeCredentials", "NodeTrust"]
+__all__ = ["DocumentSigner", "KeyedLocks", "NodeContext", "NodeCredentials", "NodeTrust"]
+
+_K = TypeVar("_K", bound=Hashable)
 
 
 class NodeCredentials(Protocol):
@@ -113,3 +118,21 @@ class NodeContext:
 def doc_owner(root: Cid) -> str:
     """The pin owner keeping a document's blocks."""
     return f"doc:{root}"
+
+
+class KeyedLocks(Generic[_K]):
+    """One lock per key (a document, say), forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[_K, trio.Lock] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: _K) -> AsyncIterator[None]:
+        """Hold ``key``'s lock for the ``async with`` body (waiting for it first)."""
+        lock = self._locks.setdefault(key, trio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._locks.pop(key, None)

@@ -39,7 +39,13 @@ from p2pdoc.node.batcher import EvidenceBatcher
 from p2pdoc.node.blocks import BlockServer
 from p2pdoc.node.clock import Clock, TrioWallClock
 from p2pdoc.node.config import NodeConfig
-from p2pdoc.node.context import DocumentSigner, NodeContext, NodeCredentials, NodeTrust
+from p2pdoc.node.context import (
+    DocumentSigner,
+    KeyedLocks,
+    NodeContext,
+    NodeCredentials,
+    NodeTrust,
+)
 from p2pdoc.node.directory import PeerDirectory
 from p2pdoc.node.receiver import INBOX_ORDER, InboxCursor, InboxItem, Receiver
 from p2pdoc.node.sender import Document, Sender
@@ -165,6 +171,8 @@ class Node:
         self._blocks = BlockServer(self._ctx, self._sender.blocks_served)
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
+        # One report at a time per document: each names its predecessor's digest and number.
+        self._reporting: KeyedLocks[Cid] = KeyedLocks()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -289,11 +297,16 @@ class Node:
             raise NotFound(f"no received document {root}")
         record = await self._ctx.store.get_document(root)
         envelope = Manifest.decode(record.manifest, expected=root).envelope
-        report = await self._status.next_report(root, envelope, code, staff or Staff(), description)
-        (evidence,) = await self._batcher.sign([report.encode()])
         sender_peer = PeerId.parse(entry.sender_peer)
-        await self._ctx.store.write(self._status.record_ops(report, evidence, sender_peer))
-        self._status.recorded(report, evidence, sender_peer)
+        async with self._reporting.hold(root):
+            # From reading the last report to keeping the new one: a concurrent report on the
+            # same document would otherwise take the same number and replace this one.
+            report = await self._status.next_report(
+                root, envelope, code, staff or Staff(), description
+            )
+            (evidence,) = await self._batcher.sign([report.encode()])
+            await self._ctx.store.write(self._status.record_ops(report, evidence, sender_peer))
+            self._status.recorded(report, evidence, sender_peer)
         return report
 
     async def status_trail(self, root: Cid, recipient: AgencyCode) -> StatusTrail:

@@ -26,6 +26,7 @@ from p2pdoc.content.unixfs import DagWalker, read_file
 from p2pdoc.delivery.evidence import Receipt
 from p2pdoc.delivery.states import Acked, InboxEntry, InboxState, Stored, advance_inbox
 from p2pdoc.errors import (
+    ConnectionLost,
     ContentMismatch,
     DecodeError,
     LimitExceeded,
@@ -203,14 +204,28 @@ class Receiver:
         self.rejected = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        try:
-            self._seq = int(await self._ctx.store.get_record(META, "inbox-seq"))
-        except NotFound:
-            self._seq = 0
+        self._seq = await self._last_seq()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
             await trio.sleep_forever()
+
+    async def _last_seq(self) -> int:
+        """The highest arrival number used so far.
+
+        Receptions that finish together may commit in any order, so the stored counter can lag
+        behind a number already taken: continue after the last arrival recorded past it, lest a
+        new document take an unacknowledged one's place in the inbox order.
+        """
+        store = self._ctx.store
+        try:
+            seq = int(await store.get_record(META, "inbox-seq"))
+        except NotFound:
+            seq = 0
+        after = f"{seq:016d}"
+        while page := await store.list_records(INBOX_ORDER, after=after, limit=1000):
+            after = page[-1][0]
+        return int(after)
 
     # -- the inbox ----------------------------------------------------------------------
 
@@ -577,11 +592,18 @@ class _Fetch:
                     await changed.wait()
                     continue
                 received: set[Cid] = set()
+                # A holder that stops answering (its session still up) must not keep the
+                # blocks it was asked for: without progress for this long it counts as gone.
+                patience = self._ctx.config.delivery.offer_timeout
                 try:
-                    async with session.get_blocks(self._root, cids) as stream:
-                        async for cid, data in stream:
-                            received.add(cid)
-                            await self._arrivals_send.send((cid, data))
+                    with trio.move_on_after(patience) as waiting:
+                        async with session.get_blocks(self._root, cids) as stream:
+                            async for cid, data in stream:
+                                received.add(cid)
+                                await self._arrivals_send.send((cid, data))
+                                waiting.deadline = trio.current_time() + patience
+                    if waiting.cancelled_caught:
+                        raise ConnectionLost(f"no block for {patience} s")
                 except P2pdocError:
                     self._pool.extendleft(reversed([c for c in cids if c not in received]))
                     raise

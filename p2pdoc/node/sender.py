@@ -50,7 +50,7 @@ from p2pdoc.errors import (
 from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.ids import AgencyCode
 from p2pdoc.model.manifest import FileEntry, Manifest
-from p2pdoc.node.context import DocumentSigner, NodeContext, doc_owner
+from p2pdoc.node.context import DocumentSigner, KeyedLocks, NodeContext, doc_owner
 from p2pdoc.node.sessions import Sessions
 from p2pdoc.node.status import StatusDesk
 from p2pdoc.protocol.messages import OfferOutcome
@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 OUTBOX = "outbox"
 _KEEP_FINISHED = 10_000
 """Finished documents whose entries stay in memory (older ones are read from the store)."""
+_TIMER_SLACK = 256
+"""Timers queued beyond twice the live ones before finished deliveries' timers are dropped."""
 _KEEP_FRESH = 256
 """Small documents created and not yet sent whose blocks stay in memory for the offer (at
 most 64 KiB each with the default inline limit)."""
@@ -118,12 +120,16 @@ class Sender:
         # Small documents created here and not sent yet, with their blocks in memory.
         self._fresh: OrderedDict[Cid, _Outgoing] = OrderedDict()
         self._timers: list[tuple[int, tuple[Cid, AgencyCode]]] = []
+        self._compact_at = _TIMER_SLACK
         self._wakeup = trio.Event()
         self._changed: dict[Cid, trio.Event] = {}
         self._running: set[tuple[Cid, AgencyCode]] = set()
         self._served: dict[tuple[Cid, AgencyCode], int] = {}
         self._progress: dict[tuple[Cid, AgencyCode], trio.CancelScope] = {}
         self._slots = trio.Semaphore(ctx.config.delivery.max_concurrent_attempts)
+        # send() of one document at a time: a second call must see the first one's entries,
+        # not queue them again over a delivery already in flight.
+        self._queuing: KeyedLocks[Cid] = KeyedLocks()
         self.attempts = 0
 
     # -- building -----------------------------------------------------------------------
@@ -260,8 +266,12 @@ class Sender:
 
         A document already queued for a recipient is not queued twice.
         """
-        ctx = self._ctx
         self._ctx.trust.check_outgoing(document.manifest)
+        async with self._queuing.hold(document.root):
+            await self._queue(document, deadline)
+
+    async def _queue(self, document: Document, deadline: float | None) -> None:
+        ctx = self._ctx
         now = ctx.clock.now_ms()
         until = now + round(
             1000 * (deadline if deadline is not None else ctx.config.delivery.deadline)
@@ -329,9 +339,28 @@ class Sender:
         key = (root, recipient)
         self._set(key, entry)
         due = entry.next_at if entry.state is OutboxState.RETRY_WAIT else 0
-        heapq.heappush(self._timers, (due, key))
-        heapq.heappush(self._timers, (entry.deadline, key))
+        self._schedule(due, key)
+        self._schedule(entry.deadline, key)
         self._wakeup.set()
+
+    def _schedule(self, at: int, key: tuple[Cid, AgencyCode]) -> None:
+        """Wake the scheduler for ``key`` at ``at`` (ms).
+
+        A finished delivery's deadline timer would otherwise stay queued until its deadline
+        (days): when the queue outgrows twice what it held after the last clean-up, the
+        timers of finished or forgotten deliveries are dropped, which keeps memory bounded
+        by the unfinished deliveries at a constant amortised cost per timer.
+        """
+        heapq.heappush(self._timers, (at, key))
+        if len(self._timers) > self._compact_at:
+            live = []
+            for timer in self._timers:
+                entry = self._get(timer[1])
+                if entry is not None and not entry.state.terminal:
+                    live.append(timer)
+            heapq.heapify(live)
+            self._timers = live
+            self._compact_at = 2 * len(live) + _TIMER_SLACK
 
     # -- observing ----------------------------------------------------------------------
 
@@ -496,7 +525,7 @@ class Sender:
                 if report is not None:
                     self._status.kept(report, new=True)
                 if entry.state is OutboxState.RETRY_WAIT:
-                    heapq.heappush(self._timers, (entry.next_at, key))
+                    self._schedule(entry.next_at, key)
                     self._wakeup.set()
         finally:
             self._running.discard(key)

@@ -113,19 +113,34 @@ class StatusDesk:
 
     # -- recipient side -----------------------------------------------------------------
 
-    def arrival_report(self, root: Cid, envelope: Envelope) -> StatusReport:
-        """Status 01 for a document being stored now (the first report)."""
+    def _report(
+        self,
+        root: Cid,
+        envelope: Envelope,
+        last: StatusReport | None,
+        code: StatusCode,
+        staff: Staff,
+        description: str,
+    ) -> StatusReport:
+        """This node's report following ``last`` (None: the first report)."""
         return StatusReport(
             root=root,
             document_id=envelope.document_id,
             sender=envelope.sender.code,
             reporter=self._ctx.agency,
             node=self._ctx.credentials.peer,
-            seq=1,
-            prev=None,
-            code=StatusCode.ARRIVED,
+            seq=last.seq + 1 if last else 1,
+            prev=last.digest() if last else None,
+            code=code,
             at=self._ctx.clock.now_ms(),
-            description="Văn bản đã đến hệ thống",
+            staff=staff,
+            description=description,
+        )
+
+    def arrival_report(self, root: Cid, envelope: Envelope) -> StatusReport:
+        """Status 01 for a document being stored now (the first report)."""
+        return self._report(
+            root, envelope, None, StatusCode.ARRIVED, Staff(), "Văn bản đã đến hệ thống"
         )
 
     async def next_report(
@@ -144,19 +159,7 @@ class StatusDesk:
                 f"status {code.value} cannot follow {previous}; allowed: "
                 f"{', '.join(sorted(c.value for c in allowed)) or 'nothing (final)'}"
             )
-        return StatusReport(
-            root=root,
-            document_id=envelope.document_id,
-            sender=envelope.sender.code,
-            reporter=self._ctx.agency,
-            node=self._ctx.credentials.peer,
-            seq=last.seq + 1 if last else 1,
-            prev=last.digest() if last else None,
-            code=code,
-            at=self._ctx.clock.now_ms(),
-            staff=staff,
-            description=description,
-        )
+        return self._report(root, envelope, last, code, staff, description)
 
     async def _last_report(self, root: Cid) -> StatusReport | None:
         last = self._last.get(root)

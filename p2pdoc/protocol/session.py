@@ -559,7 +559,10 @@ async def establish(
             chunk = await stream.receive_some(_RECEIVE_SIZE)
             if not chunk:
                 raise ConnectionLost("peer closed the stream during admission")
-            backlog.extend(decoder.feed(chunk))
+            try:
+                backlog.extend(decoder.feed(chunk))
+            except DecodeError as exc:  # an oversized or broken frame
+                raise RemoteProtocolError(f"bad frame during admission: {exc}") from exc
         message = decode_message(backlog.pop(0))
         if isinstance(message, Refuse):
             raise AdmissionRefused(f"peer refused admission: {message.reason}")
@@ -568,27 +571,35 @@ async def establish(
     async def send(message: Message) -> None:
         await stream.send_all(encode_frame(encode_message(message), max_frame_size=64 << 10))
 
+    async def refuse(exc: P2pdocError) -> None:
+        with (
+            trio.move_on_after(1),
+            suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await send(Refuse(f"{getattr(exc, 'reason', type(exc).__name__)}: {exc}"[:900]))
+            # Let the peer read why before the connection goes: wait for its close.
+            while await stream.receive_some(_RECEIVE_SIZE):
+                pass
+
     try:
         with trio.fail_after(limits.handshake_timeout):
             await send(handshake.hello())
             hello = await receive()
             if not isinstance(hello, Hello):
                 raise RemoteProtocolError(f"expected Hello, got {type(hello).__name__}")
-            await send(handshake.receive_hello(hello))
+            try:
+                proof = handshake.receive_hello(hello)
+            except AdmissionRefused as exc:  # its version or limits
+                await refuse(exc)
+                raise
+            await send(proof)
             auth = await receive()
             if not isinstance(auth, Auth):
                 raise RemoteProtocolError(f"expected Auth, got {type(auth).__name__}")
             try:
                 admitted = handshake.receive_auth(auth)
             except (VerificationError, AdmissionRefused) as exc:
-                with (
-                    trio.move_on_after(1),
-                    suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-                ):
-                    await send(Refuse(f"{getattr(exc, 'reason', type(exc).__name__)}: {exc}"[:900]))
-                    # Let the peer read why before the connection goes: wait for its close.
-                    while await stream.receive_some(_RECEIVE_SIZE):
-                        pass
+                await refuse(exc)
                 raise
             await send(Welcome())
             welcome = await receive()

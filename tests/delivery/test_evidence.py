@@ -181,3 +181,12 @@ def test_random_bodies_raise_only_decode_errors() -> None:
         for decode in (Receipt.decode, StatusReport.decode, Evidence.decode):
             with pytest.raises(DecodeError):
                 decode(blob)
+
+
+@pytest.mark.parametrize("signed_at", [-1, 2**62, 2**64 - 1])
+def test_signing_time_that_is_no_date_is_a_decode_error(pki: Mesh, signed_at: int) -> None:
+    """A peer's receipt or report with such a time must fail as bad input, not with the
+    ValueError the date conversion would raise."""
+    (evidence,) = sign_batch([b"body"], node(pki), signed_at)
+    with pytest.raises(DecodeError, match="not a date"):
+        verify_evidence(evidence, verifier(pki))

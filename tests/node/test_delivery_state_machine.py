@@ -2,9 +2,10 @@
 
 The mesh runs in a trio thread under a MockClock; virtual time moves only while a rule runs
 (autojump on inside rules, off between them), so every example is deterministic. Invariants,
-checked after every step: every DELIVERED outbox entry's receipt is the one the recipient
-stored; no document is handed to an application twice. At the end, with links healed and
-every node up, every document reaches every recipient exactly once.
+checked after every step: every DELIVERED outbox entry's receipt verifies, is signed by the
+recipient and is the one the recipient stored; no document is handed to an application twice.
+At the end, with links healed and every node up, every document reaches every recipient
+exactly once, and each recipient's application is handed each of its documents.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from p2pdoc.codecs.cid import Cid
-from p2pdoc.delivery.evidence import Evidence, Receipt
+from p2pdoc.delivery.evidence import Receipt, verify_evidence
 from p2pdoc.delivery.retry import RetryPolicy
 from p2pdoc.delivery.states import InboxEntry, InboxState, OutboxEntry, OutboxState
 from p2pdoc.network.memory import Faults
 from p2pdoc.node import DeliveryConfig, FileSource, NodeConfig
+from p2pdoc.node.trustgate import TrustGate
 from p2pdoc.protocol.messages import OfferOutcome
 from p2pdoc.simulation import Mesh
 from p2pdoc.store.memory import MemoryStore
@@ -120,6 +122,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         super().__init__()
         self.mesh = Mesh(seed=7, config=CONFIG, faults=Faults(latency=0.005))
         self.agencies = [self.mesh.add_agency(code) for code in CODES]
+        self.verifier = TrustGate(self.mesh.trust_store(), self.mesh.clock)
         self.trio = TrioThread(self.mesh)
         self.down: set[int] = set()
         self.sent: dict[str, tuple[int, tuple[int, ...]]] = {}  # root -> (sender, recipients)
@@ -281,7 +284,9 @@ class DeliveryMachine(RuleBasedStateMachine):
                         assert stored is not None, f"{key} DELIVERED but the recipient has no entry"
                         assert stored.state is not InboxState.RECEIVING
                         assert stored.receipt == entry.receipt
-                        receipt = Receipt.decode(Evidence.decode(entry.receipt).body)
+                        verified = verify_evidence(entry.receipt, self.verifier)
+                        assert str(verified.signer) == code
+                        receipt = Receipt.decode(verified.evidence.body)
                         assert str(receipt.root) == root and str(receipt.recipient) == code
 
         self.trio.call(check)
@@ -311,6 +316,8 @@ class DeliveryMachine(RuleBasedStateMachine):
             mine = {root for root, (_, rs) in self.sent.items() if index in rs}
             assert set(inbox) == mine
             assert all(e.state is not InboxState.RECEIVING for e in inbox.values())
+            self.application_takes_inbox(index)
+            assert self.handed[index] == mine, f"never handed over: {mine - self.handed[index]}"
 
 
 TestDelivery = DeliveryMachine.TestCase

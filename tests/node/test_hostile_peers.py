@@ -241,3 +241,30 @@ async def test_revoked_node_is_refused_and_cannot_be_delivered_to(
         assert "revoked" in entry.last_error
         with pytest.raises(PeerUnreachable, match="revoked"):
             await mesh.node(LAO_CAI)._sessions.get(gov.identity.peer_id)
+
+
+async def test_peer_sending_an_oversized_frame_during_admission_is_unreachable(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A frame over the limit before admission is the peer's fault like any other broken
+    handshake: the dialler gets PeerUnreachable and the connection is dropped."""
+    stranger = Mesh(seed=9).add_agency(QUANG_NINH)
+    async with mesh.run():
+        network = MemoryNetwork(mesh.router, stranger.identity.peer_id)
+
+        async def oversized(peer: PeerId, stream: trio.abc.Stream) -> None:
+            await stream.send_all(b"\xff\xff\xff\xf0")
+            await stream.receive_some()
+
+        network.set_handler(mesh.config.protocol, oversized)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(network.serve)
+            gov = mesh.node(GOV)
+            gov._network.add_addrs(
+                stranger.identity.peer_id, [memory_addr(stranger.identity.peer_id)]
+            )
+            with trio.fail_after(30), pytest.raises(PeerUnreachable, match="frame"):
+                await gov._sessions.get(stranger.identity.peer_id)
+            assert gov.health()["refused_peers"] == 1
+            nursery.cancel_scope.cancel()
+        await good_delivery_still_works(mesh)

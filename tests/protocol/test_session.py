@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from p2pdoc.codecs.cid import Cid, Multicodec
-from p2pdoc.codecs.frames import encode_frame
+from p2pdoc.codecs.frames import FrameDecoder, encode_frame
 from p2pdoc.errors import (
     AdmissionRefused,
     ConnectionLost,
@@ -23,10 +23,13 @@ from p2pdoc.protocol.messages import (
     BlockData,
     BlocksEnd,
     GetBlocks,
+    Hello,
     Offer,
     OfferOutcome,
     OfferResult,
     Ping,
+    Refuse,
+    decode_message,
     encode_message,
 )
 from p2pdoc.protocol.session import Session, SessionLimits, establish
@@ -412,3 +415,37 @@ def test_offer_result_wire_roundtrip() -> None:
         GetBlocks(8, Cid.of(Multicodec.DAG_CBOR, b"r"), (Cid.of(Multicodec.RAW, b"x"),)),
     ]:
         assert decode_message(encode_message(message)) == message
+
+
+async def test_hello_with_another_version_is_refused_with_a_reason(
+    ids: tuple[TestIdentity, TestIdentity],
+) -> None:
+    a, b = ids
+    stream_a, stream_b = trio.testing.memory_stream_pair()
+    decoder = FrameDecoder()
+    frames: list[bytes] = []
+
+    async def other_version() -> None:
+        hello = Hello(2, b"n" * 32, "future/2.0", 1 << 20, 8)
+        await stream_b.send_all(encode_frame(encode_message(hello)))
+        while chunk := await stream_b.receive_some():
+            frames.extend(decoder.feed(chunk))
+            if len(frames) == 2:  # our Hello, then the refusal
+                await stream_b.aclose()
+                return
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_version)
+            with pytest.raises(AdmissionRefused, match="version"):
+                await establish(
+                    stream_a,
+                    local=a.peer,
+                    remote=b.peer,
+                    credentials=a,
+                    gatekeeper=TestGatekeeper(),
+                    handler=RecordingHandler(),
+                )
+    refusal = decode_message(frames[1])
+    assert isinstance(refusal, Refuse)
+    assert "unsupported protocol version 2" in refusal.reason
