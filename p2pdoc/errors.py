@@ -118,6 +118,7 @@ class ConfigError(InvalidValue):
 
     Attributes:
         key: the dotted configuration key, e.g. ``"network.listen"``.
+        problem: what is wrong with it.
     """
 
     def __init__(self, key: str, problem: str) -> None:

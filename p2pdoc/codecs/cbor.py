@@ -154,11 +154,15 @@ def encode(value: Value, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
     """Encode ``value`` canonically.
 
     Raises:
-        InvalidValue: the value (or something inside it) is outside the data model.
+        InvalidValue: the value (or something inside it) is outside the data model, including
+            text that is not valid Unicode (a lone surrogate has no UTF-8 encoding).
     """
-    checked = _check(value, 0, max_depth)
-    # Maps are in canonical key order already (see the module docstring).
-    return cbor2.dumps(checked, default=_default)
+    try:
+        checked = _check(value, 0, max_depth)
+        # Maps are in canonical key order already (see the module docstring).
+        return cbor2.dumps(checked, default=_default)
+    except UnicodeEncodeError as exc:
+        raise InvalidValue(f"text is not valid Unicode: {exc.reason} at {exc.start}") from exc
 
 
 def _tag_hook(*args: object) -> Value:

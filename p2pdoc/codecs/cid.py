@@ -17,6 +17,7 @@ re-exports it.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from typing import Final
 
@@ -51,6 +52,7 @@ class Multicodec(enum.IntEnum):
     DAG_CBOR = 0x71
 
 
+@functools.total_ordering
 class Cid:
     """A CIDv1 over a sha2-256 digest. Immutable, hashable, ordered by its bytes."""
 
@@ -61,9 +63,14 @@ class Cid:
     _text: str | None
 
     def __init__(self, codec: Multicodec, digest: bytes) -> None:
+        """Raises: InvalidValue: ``codec`` is not a :class:`Multicodec` or the digest is not
+        32 bytes."""
         if len(digest) != _DIGEST_SIZE:
             raise InvalidValue(f"sha2-256 digest must be 32 bytes, got {len(digest)}")
-        codec = Multicodec(codec)
+        try:
+            codec = Multicodec(codec)
+        except ValueError:
+            raise InvalidValue(f"unsupported CID codec {codec!r}") from None
         object.__setattr__(self, "_codec", codec)
         object.__setattr__(
             self,
@@ -159,7 +166,9 @@ class Cid:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Cid) and other._bytes == self._bytes
 
-    def __lt__(self, other: Cid) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Cid):
+            return NotImplemented
         return self._bytes < other._bytes
 
     def __hash__(self) -> int:

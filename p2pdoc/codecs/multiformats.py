@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import string
 
 from p2pdoc.errors import DecodeError, InvalidValue
 
@@ -25,7 +26,7 @@ __all__ = [
 _MAX_VARINT_BYTES = 9  # multiformats caps varints at 63 bits
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
-_B36_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_B36_INDEX = {c: i for i, c in enumerate("0123456789abcdefghijklmnopqrstuvwxyz")}
 # Multibase text of anything we parse is short (a CID or peer ID); bound the work up front.
 MAX_MULTIBASE_TEXT = 512
 
@@ -87,27 +88,22 @@ def b58decode(text: str) -> bytes:
     Raises:
         DecodeError: a character outside the alphabet, or text over the length bound.
     """
+    return _base_n_decode(text, _B58_INDEX, "base58")
+
+
+def _base_n_decode(text: str, index: dict[str, int], name: str) -> bytes:
+    """Big-endian base-``len(index)`` text to bytes; each leading zero digit is a zero byte."""
     if len(text) > MAX_MULTIBASE_TEXT:
-        raise DecodeError("base58 text too long")
+        raise DecodeError(f"{name} text too long")
+    base = len(index)
     num = 0
     for c in text:
-        digit = _B58_INDEX.get(c)
+        digit = index.get(c)
         if digit is None:
-            raise DecodeError(f"invalid base58 character {c!r}")
-        num = num * 58 + digit
-    zeros = len(text) - len(text.lstrip("1"))
-    body = num.to_bytes((num.bit_length() + 7) // 8, "big") if num else b""
-    return b"\0" * zeros + body
-
-
-def _b36decode(text: str) -> bytes:
-    num = 0
-    for c in text:
-        digit = _B36_ALPHABET.find(c)
-        if digit < 0:
-            raise DecodeError(f"invalid base36 character {c!r}")
-        num = num * 36 + digit
-    zeros = len(text) - len(text.lstrip("0"))
+            raise DecodeError(f"invalid {name} character {c!r}")
+        num = num * base + digit
+    zero = next(iter(index))
+    zeros = len(text) - len(text.lstrip(zero))
     body = num.to_bytes((num.bit_length() + 7) // 8, "big") if num else b""
     return b"\0" * zeros + body
 
@@ -124,11 +120,14 @@ def _b32decode(text: str) -> bytes:
 
 
 def _b64decode(text: str, *, urlsafe: bool) -> bytes:
+    # Multibase base64 has no padding; validate=True refuses any character outside the
+    # alphabet instead of skipping it, so one byte string has one accepted text form.
+    if "=" in text:
+        raise DecodeError("multibase base64 text must not be padded")
     padded = text + "=" * (-len(text) % 4)
     try:
-        if urlsafe:
-            return base64.urlsafe_b64decode(padded.encode("ascii"))
-        return base64.b64decode(padded.encode("ascii"), validate=True)
+        altchars = b"-_" if urlsafe else None
+        return base64.b64decode(padded.encode("ascii"), altchars, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise DecodeError(f"invalid base64: {exc}") from exc
 
@@ -160,10 +159,12 @@ def multibase_decode(text: str) -> bytes:
     if prefix == "z":
         return b58decode(body)
     if prefix == "k":
-        return _b36decode(body)
+        return _base_n_decode(body, _B36_INDEX, "base36")
     if prefix in "fF":
         if (prefix == "f" and body != body.lower()) or (prefix == "F" and body != body.upper()):
             raise DecodeError("base16 text case does not match its prefix")
+        if body.strip(string.hexdigits):  # fromhex would skip whitespace
+            raise DecodeError("invalid base16 character")
         try:
             return bytes.fromhex(body)
         except ValueError as exc:

@@ -235,12 +235,13 @@ def encode_unixfs(message: UnixFsData) -> bytes:
 # -- decoding ---------------------------------------------------------------------------
 
 
-def _as_bytes(data: object, what: str) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise DecodeError(f"{what} must be bytes-like, not {type(data).__name__}")
+def _as_bytes(data: object, what: str, max_size: int) -> bytes:
+    """``data`` as bytes, its size checked against ``max_size`` before any copy."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"{what} must be bytes-like, not {type(data).__name__}")
+    if len(data) > max_size:
+        raise LimitExceeded(what, len(data), max_size)
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 def _length(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
@@ -314,9 +315,7 @@ def decode_node(
         LimitExceeded: the block or its link count is over a limit.
         DecodeError: anything else wrong (see the module docstring for the rules).
     """
-    if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_size:
-        raise LimitExceeded("dag-pb block", len(data), max_size)
-    buf = _as_bytes(data, "dag-pb block")
+    buf = _as_bytes(data, "dag-pb block", max_size)
     end = len(buf)
     pos = 0
     links: list[PBLink] = []
@@ -375,9 +374,7 @@ def decode_unixfs(
         DecodeError: truncated, repeated singular field, missing or unknown ``Type``, a value
             out of range, or a group wire type.
     """
-    if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_size:
-        raise LimitExceeded("UnixFS Data message", len(data), max_size)
-    buf = _as_bytes(data, "UnixFS Data message")
+    buf = _as_bytes(data, "UnixFS Data message", max_size)
     end = len(buf)
     pos = 0
     seen: set[int] = set()

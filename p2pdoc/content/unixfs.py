@@ -487,6 +487,12 @@ def _decode_file_node(
         raise DecodeError(f"{cid}: {len(node.links)} links but {len(unixfs.blocksizes)} blocksizes")
     for link in node.links:
         _check_codec(link.hash)
+    # No importer links an empty subtree (an empty file is a lone empty leaf). Refusing them
+    # makes every block occurrence below the root carry at least one file byte, so the work
+    # of a walk is bounded by the declared file size: otherwise nodes that each link the
+    # same empty node many times would make a few blocks take forever to walk.
+    if 0 in unixfs.blocksizes:
+        raise DecodeError(f"{cid}: a link to an empty subtree (blocksize 0)")
     content = unixfs.data or b""
     size = len(content) + sum(unixfs.blocksizes)
     if unixfs.filesize is not None and unixfs.filesize != size:

@@ -78,12 +78,18 @@ def _parse_date(value: object, what: str) -> _dt.date:
         raise InvalidValue(f"{what} {value!r} is not a valid date") from None
 
 
-def _mapping(value: object, what: str, keys: frozenset[str]) -> Mapping[str, Any]:
+def _mapping(
+    value: object, what: str, keys: frozenset[str], required: tuple[str, ...] = ()
+) -> Mapping[str, Any]:
+    """Check that ``value`` is a map with only ``keys`` and every ``required`` key in it."""
     if not isinstance(value, Mapping):
         raise InvalidValue(f"{what} must be a map")
     unknown = set(value) - keys
     if unknown:
         raise InvalidValue(f"{what} has unknown field {sorted(unknown)[0]!r}")
+    for key in required:
+        if key not in value:
+            raise InvalidValue(f"{what} field {key!r} is required")
     return value
 
 
@@ -200,7 +206,7 @@ class SignerInfo:
 
     @classmethod
     def from_value(cls, value: Value) -> SignerInfo:
-        return cls(**_mapping(value, "signer", cls._KEYS))
+        return cls(**_mapping(value, "signer", cls._KEYS, ("full_name",)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,7 +225,8 @@ class DocumentType:
 
     @classmethod
     def from_value(cls, value: Value) -> DocumentType:
-        return cls(**_mapping(value, "document type", frozenset({"code", "name"})))
+        keys = ("code", "name")
+        return cls(**_mapping(value, "document type", frozenset(keys), keys))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -423,6 +430,7 @@ class Envelope:
             "appendixes", "response_for",
         }
     )  # fmt: skip
+    _REQUIRED = ("from", "to", "number", "notation", "promulgation_date", "subject", "signer")
 
     @classmethod
     def from_value(cls, value: Value) -> Envelope:
@@ -431,18 +439,7 @@ class Envelope:
         Raises:
             InvalidValue: a missing, unknown or invalid field (named in the message).
         """
-        m = _mapping(value, "envelope", cls._KEYS)
-        for required in (
-            "from",
-            "to",
-            "number",
-            "notation",
-            "promulgation_date",
-            "subject",
-            "signer",
-        ):
-            if required not in m:
-                raise InvalidValue(f"envelope field {required!r} is required")
+        m = _mapping(value, "envelope", cls._KEYS, cls._REQUIRED)
         to = m["to"]
         if not isinstance(to, list):
             raise InvalidValue("envelope 'to' must be a list")

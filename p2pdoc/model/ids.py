@@ -219,7 +219,7 @@ class DocumentId:
 
     def __str__(self) -> str:
         date = self.date  # as strftime("%Y/%m/%d"), without its cost
-        day = f"{date.year}/{date.month:02d}/{date.day:02d}"
+        day = f"{date.year:04d}/{date.month:02d}/{date.day:02d}"  # parse needs 4 year digits
         return f"{self.agency},{day},{self.number}/{self.notation}"
 
     def __repr__(self) -> str:

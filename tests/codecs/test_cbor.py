@@ -168,3 +168,22 @@ def test_insertion_order_never_changes_the_bytes(mapping: dict[str, int], rng: o
     items = list(mapping.items())
     rng.shuffle(items)  # type: ignore[attr-defined]
     assert cbor.encode(dict(items)) == cbor.encode(mapping)
+
+
+@pytest.mark.parametrize("value", ["\ud800", ["ok", "\udfff"], {"\ud83d": 1}, {"k": "a\ud800b"}])
+def test_lone_surrogates_are_invalid_values(value: object) -> None:
+    """Text with no UTF-8 form (e.g. from a JSON ``"\\ud800"`` escape) is outside the model."""
+    with pytest.raises(InvalidValue, match="Unicode"):
+        cbor.encode(value)
+
+
+any_text = st.text(st.characters(exclude_categories=()), max_size=4)  # surrogates included
+
+
+@given(st.recursive(any_text, lambda inner: st.dictionaries(any_text, inner, max_size=3)))
+def test_any_text_encodes_or_raises_invalid_value(value: object) -> None:
+    try:
+        data = cbor.encode(value)
+    except InvalidValue:
+        return
+    assert cbor.decode(data) == value

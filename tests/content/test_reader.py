@@ -311,3 +311,23 @@ async def test_a_block_linked_many_times_keeps_the_queue_bounded() -> None:
     assert walker.next_wanted(10) == []
     walker.receive(middle.cid, middle.data)
     assert walker.next_wanted(5) == [leaf.cid]
+
+
+async def test_links_to_empty_subtrees_are_refused() -> None:
+    # Each level links the level below 4 times, declaring 0 bytes: 40 levels would be 4**40
+    # block occurrences of a 0-byte file from 41 tiny blocks, a walk that never ends and that
+    # the file size limit cannot stop. The first empty link is refused instead.
+    top = _raw(b"")
+    blocks = Blocks({top.cid: top.data})
+    for _ in range(40):
+        top = _node([(top.cid, 0)] * 4)
+        blocks[top.cid] = top.data
+
+    async def fetch(cid: Cid) -> bytes:
+        if blocks.fetches >= 1000:
+            raise AssertionError("the walk did not stop")
+        return await blocks.fetch(cid)
+
+    with pytest.raises(DecodeError, match="empty subtree"):
+        await _read(top.cid, fetch)
+    assert blocks.fetches == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import pickle
 
@@ -106,6 +107,14 @@ def test_document_id_roundtrip_with_unicode_notation() -> None:
     assert DocumentId.parse("000.00.00.G22,2015/09/30,12/2015/NĐ-CP").notation == "2015/NĐ-CP"
 
 
+@given(st.dates(), st.integers(0, 10**10 - 1))
+def test_document_id_text_form_parses_back_for_any_date(date: dt.date, number: int) -> None:
+    """Years below 1000 are written with four digits, as the text form requires."""
+    doc_id = DocumentId(AgencyCode("000.00.00.G22"), date, number, "VPCP")
+    assert DocumentId.parse(str(doc_id)) == doc_id
+    assert pickle.loads(pickle.dumps(doc_id)) == doc_id
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -139,6 +148,9 @@ def test_bad_peer_ids(text: str) -> None:
         PeerId.parse(text)
 
 
+RAW_EMPTY = Cid.of(Multicodec.RAW, b"").to_bytes()
+
+
 def test_cid_text_forms() -> None:
     cid = Cid.of(Multicodec.RAW, b"")
     assert str(cid) == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
@@ -146,6 +158,18 @@ def test_cid_text_forms() -> None:
     assert Cid.parse(str(cid).upper().replace("B", "B", 1)) == cid  # base32upper 'B...'
     assert Cid.parse("f" + cid.to_bytes().hex()) == cid
     assert Cid.from_bytes(cid.to_bytes()) == cid
+    assert Cid.parse("m" + base64.b64encode(cid.to_bytes()).decode().rstrip("=")) == cid
+    assert Cid.parse("u" + base64.urlsafe_b64encode(cid.to_bytes()).decode().rstrip("=")) == cid
+
+
+def test_cids_are_totally_ordered_by_their_bytes() -> None:
+    a, b = sorted(Cid.of(Multicodec.RAW, bytes([i])) for i in range(2))
+    assert a < b and a <= b and b > a and b >= a and a <= a
+    assert a.to_bytes() < b.to_bytes()
+    with pytest.raises(TypeError):
+        assert a < "b"  # type: ignore[operator]
+    with pytest.raises(InvalidValue, match="codec"):
+        Cid(0x99, bytes(32))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -159,6 +183,11 @@ def test_cid_text_forms() -> None:
         ("f01551e20" + "00" * 32, "blake3"),
         # CIDv1, codec 0x0129 (dag-json)
         ("f01a9021220" + "00" * 32, "codec"),
+        # one text form per CID: no whitespace, skipped characters or padding
+        ("f01 551220" + "00" * 32, "base16"),
+        ("m" + base64.b64encode(RAW_EMPTY).decode() + "!", "base64"),
+        ("u" + base64.urlsafe_b64encode(RAW_EMPTY).decode().rstrip("=") + "*", "base64"),
+        ("m" + base64.b64encode(RAW_EMPTY + b"\0").decode(), "padded|base64"),
     ],
 )
 def test_bad_cids_say_why(text: str, complaint: str) -> None:

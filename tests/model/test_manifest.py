@@ -208,3 +208,54 @@ def test_manifest_bytes_and_value_correspond_one_to_one(field: str, value: objec
     raw["header"][field] = value
     with pytest.raises(DecodeError, match="canonical"):
         Manifest.decode(cbor.encode(raw))
+
+
+def _paths(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every key path into nested maps and lists of ``value``."""
+    children: list[tuple[object, object]] = []
+    if isinstance(value, dict):
+        children = list(value.items())
+    elif isinstance(value, list):
+        children = list(enumerate(value))
+    out = []
+    for key, item in children:
+        out.append((*path, key))
+        out += _paths(item, (*path, key))
+    return out
+
+
+def _full_manifest_value() -> dict[str, object]:
+    target = DocumentId.parse("000.00.00.H49,2019/03/12,1/UBND")
+    env = envelope(
+        business=BusinessInfo(type=BusinessType.UPDATE, reason="sửa", target=target),
+        response_for=(ResponseFor(document_id=target),),
+        content="nội dung",
+        sphere="x",
+    )
+    value = Manifest(envelope=env, files=(file_entry(),)).to_value()
+    assert isinstance(value, dict)
+    return value
+
+
+@pytest.mark.parametrize("path", _paths(_full_manifest_value()), ids=str)
+def test_any_field_removed_or_retyped_is_a_decode_error(path: tuple[object, ...]) -> None:
+    """A peer's manifest with any field missing or of another type never raises anything but
+    DecodeError (a missing nested field once escaped as TypeError)."""
+    for replacement in (None, {}, [], 0, "", b""):
+        value = _full_manifest_value()
+        parent: object = value
+        for key in path[:-1]:
+            parent = parent[key]  # type: ignore[index]
+        if replacement is None:
+            if isinstance(parent, list):
+                del parent[path[-1]]  # type: ignore[call-overload]
+            else:
+                del parent[path[-1]]  # type: ignore[attr-defined]
+        else:
+            parent[path[-1]] = replacement  # type: ignore[index]
+        try:
+            Manifest.decode(cbor.encode(value))
+        except DecodeError:
+            continue
+        # Removing an optional field or list item can leave a valid manifest; it must then be
+        # in canonical form, which decode already checked.
