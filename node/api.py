@@ -64,6 +64,11 @@ MAX_WAIT: Final = 60.0
 MAX_STATUS_BODY: Final = 16 << 10
 DRAIN_BYTES: Final = 16 << 20
 DRAIN_SECONDS: Final = 5.0
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Request methods counted under their own name; any other is ``other`` (a client must not
+be able to add metric series without bound)."""
+_QUERY_PARAMETERS: Final = frozenset({"after", "limit", "wait", "state"})
+"""Fields that are query parameters: a wrong one is 400, a wrong body field 422."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +96,7 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
 def _translate(exc: P2pdocError) -> JSONResponse:
     """A library error as an HTTP error response."""
     if isinstance(exc, InvalidField):
-        status = 400 if exc.field in ("after", "limit", "wait") else 422
+        status = 400 if exc.field in _QUERY_PARAMETERS else 422
         return _error(status, exc.code, str(exc), exc.field)
     if isinstance(exc, LimitExceeded):
         return _error(413, "too_large", str(exc))
@@ -430,7 +435,8 @@ def build_app(
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         response = _error(exc.status_code, code, str(exc.detail))
-        metrics.api_requests.labels(request.method, "(none)", str(exc.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"
+        metrics.api_requests.labels(method, "(none)", str(exc.status_code)).inc()
         return response
 
     async def crash(request: Request, exc: Exception) -> Response:

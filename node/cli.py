@@ -854,11 +854,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The only exception in ``group`` and its nested groups, or None if there are more."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending and len(leaves) < 2:
+        item = pending.pop()
+        if isinstance(item, BaseExceptionGroup):
+            pending += item.exceptions
+        else:
+            leaves.append(item)
+    return leaves[0] if len(leaves) == 1 and not pending else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        try:
+            return int(args.handler(args))
+        except BaseExceptionGroup as group:
+            # A failure inside a trio nursery (``run``, ``demo``) arrives wrapped: report
+            # the one error itself, as any other command does.
+            sole = _sole_exception(group)
+            if sole is None:
+                raise
+            raise sole from None
     except _Failed:
         return 1
     except ConfigError as exc:

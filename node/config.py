@@ -66,6 +66,11 @@ ENV_PREFIX: Final = "P2PDOC_"
 MAX_CONFIG_FILE: Final = 1 << 20
 MAX_INLINE_LIMIT: Final = 256 << 10
 """Largest ``delivery.inline_limit`` (what an offer may carry inline)."""
+MAX_SECONDS: Final = 10 * 366 * 24 * 3600
+"""Longest duration any key in seconds may take (ten years): wall-clock times computed from
+it stay well inside the store's 64-bit integers."""
+MAX_RETRY_FACTOR: Final = 1000.0
+"""Largest ``delivery.retry_factor`` (the library raises it to powers up to 64)."""
 
 
 class _Defaults:
@@ -106,6 +111,12 @@ def _positive(section: str, name: str, value: float) -> None:
         raise ConfigError(f"{section}.{name}", "must be a positive number")
 
 
+def _seconds(section: str, name: str, value: float) -> None:
+    _positive(section, name, value)
+    if value > MAX_SECONDS:
+        raise ConfigError(f"{section}.{name}", f"must be at most {MAX_SECONDS} seconds")
+
+
 def _at_least(section: str, name: str, value: int, low: int) -> None:
     if value < low:
         raise ConfigError(f"{section}.{name}", f"must be at least {low}")
@@ -121,6 +132,11 @@ def _host(section: str, name: str, value: str) -> None:
         ipaddress.ip_address(value)
     except ValueError:
         raise ConfigError(f"{section}.{name}", f"{value!r} is not an IP address") from None
+
+
+def _path(section: str, name: str, value: str) -> None:
+    if not value.strip():
+        raise ConfigError(f"{section}.{name}", "must name a file or directory")
 
 
 def _choice(section: str, name: str, value: str, choices: Sequence[str]) -> None:
@@ -162,6 +178,7 @@ class IdentitySettings:
     passphrase_file: str = _doc("file holding the key passphrase (first line)", "")
 
     def __post_init__(self) -> None:
+        _path("identity", "key_dir", self.key_dir)
         if self.passphrase_env and self.passphrase_file:
             raise ConfigError("identity.passphrase_env", "set passphrase_env or passphrase_file")
 
@@ -193,6 +210,8 @@ class TrustSettings:
     def __post_init__(self) -> None:
         if not self.roots:
             raise ConfigError("trust.roots", "at least one root certificate is needed")
+        for n, root in enumerate(self.roots):
+            _path("trust", f"roots[{n}]", root)
         _at_least("trust", "min_signatures", self.min_signatures, 0)
         _positive("trust", "reload_interval", self.reload_interval)
 
@@ -236,8 +255,8 @@ class ApiSettings:
         _at_least("api", "max_upload_bytes", self.max_upload_bytes, 1024)
         _at_least("api", "max_files", self.max_files, 1)
         _at_least("api", "max_metadata_bytes", self.max_metadata_bytes, 1024)
-        if not self.token_file:
-            raise ConfigError("api.token_file", "must name a file")
+        _path("api", "token_file", self.token_file)
+        _path("api", "spool_dir", self.spool_dir)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,6 +274,7 @@ class StoreSettings:
     readers: int = _doc("read connections (parallel reads)", 4)
 
     def __post_init__(self) -> None:
+        _path("store", "path", self.path)
         _choice("store", "synchronous", self.synchronous, ("FULL", "NORMAL"))
         _at_least("store", "max_database_bytes", self.max_database_bytes, 0)
         if not 1 <= self.readers <= 64:
@@ -295,13 +315,14 @@ class DeliverySettings:
 
     def __post_init__(self) -> None:
         for name in ("deadline", "offer_timeout", "dial_timeout", "retry_initial"):
-            _positive("delivery", name, getattr(self, name))
+            _seconds("delivery", name, getattr(self, name))
+        _seconds("delivery", "retry_maximum", self.retry_maximum)
+        if not 1 <= self.retry_factor <= MAX_RETRY_FACTOR:
+            raise ConfigError("delivery.retry_factor", f"must be 1..{MAX_RETRY_FACTOR:g}")
         _at_least("delivery", "max_concurrent_attempts", self.max_concurrent_attempts, 1)
         _at_least("delivery", "max_providers", self.max_providers, 0)
         if not 0 <= self.inline_limit <= MAX_INLINE_LIMIT:
             raise ConfigError("delivery.inline_limit", f"must be 0..{MAX_INLINE_LIMIT}")
-        if self.retry_factor < 1:
-            raise ConfigError("delivery.retry_factor", "must be at least 1")
         if self.retry_maximum < self.retry_initial:
             raise ConfigError("delivery.retry_maximum", "must be at least retry_initial")
         if not 0 <= self.retry_jitter < 1:
@@ -385,6 +406,7 @@ class BackupSettings:
     keep: int = _doc("periodic backups kept (older ones are deleted)", 7)
 
     def __post_init__(self) -> None:
+        _path("backup", "dir", self.dir)
         if not (self.interval >= 0 and math.isfinite(self.interval)):
             raise ConfigError("backup.interval", "must be >= 0 seconds")
         _at_least("backup", "keep", self.keep, 1)

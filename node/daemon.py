@@ -415,5 +415,6 @@ class Daemon:
                 path = await self.backup(directory / f"backup-{stamp}")
                 prune_backups(directory, settings.backup.keep)
                 log.info("backup written to %s", path, extra={"event": "backup"})
-            except P2pdocError as exc:
-                log.warning("periodic backup failed: %s", exc)
+            except (P2pdocError, OSError) as exc:
+                # A failed backup (disk full, directory gone) must not stop the node.
+                log.warning("periodic backup failed: %s", exc, extra={"event": "backup-failed"})

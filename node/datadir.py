@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import functools
 import hashlib
@@ -42,7 +43,7 @@ from typing import Final, TextIO
 
 import trio
 
-from p2pdoc.errors import ConfigError, KeyFileError
+from p2pdoc.errors import ConfigError, KeyFileError, StorageFull, StoreError
 from p2pdoc.model.ids import AgencyCode, PeerId
 from p2pdoc.store.sqlite import SQLiteStore
 
@@ -396,9 +397,14 @@ async def create_backup(
 
     Raises:
         ConfigError: ``target`` exists, or a file lies outside the data directory.
-        StoreError: the store copy failed (``target`` is removed).
+        StorageFull: the disk or a quota filled up (nothing is left at ``target``).
+        StoreError: the store copy failed, or a file could not be read or written
+            (nothing is left at ``target``).
     """
-    target, partial = await trio.to_thread.run_sync(_start_backup, target)
+    try:
+        target, partial = await trio.to_thread.run_sync(_start_backup, target)
+    except OSError as exc:
+        raise _backup_failed(target, exc) from exc
     try:
         if store is not None:
             await store.backup(partial / BACKUP_STORE)
@@ -409,11 +415,20 @@ async def create_backup(
             finally:
                 await own.aclose()
         await trio.to_thread.run_sync(_finish_backup, settings, target, partial, agency, peer)
-    except BaseException:
+    except BaseException as exc:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(functools.partial(shutil.rmtree, partial, True))
+        if isinstance(exc, OSError):
+            raise _backup_failed(target, exc) from exc
         raise
     return target
+
+
+def _backup_failed(target: Path, exc: OSError) -> StoreError:
+    problem = f"cannot write the backup {target}: {exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(problem)
+    return StoreError(problem)
 
 
 def _start_backup(target: Path) -> tuple[Path, Path]:
@@ -457,7 +472,7 @@ def read_backup_manifest(source: Path) -> dict[str, object]:
         value = json.loads((source / BACKUP_MANIFEST).read_text(encoding="utf-8"))
         files = value["files"]
         assert isinstance(files, dict)
-    except (OSError, ValueError, KeyError, AssertionError) as exc:
+    except (OSError, ValueError, LookupError, TypeError, AssertionError) as exc:
         raise ConfigError(str(source), f"not a p2pdoc-node backup: {exc}") from None
     for name, digest in files.items():
         path = source / name

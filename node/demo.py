@@ -44,7 +44,7 @@ from .logs import setup_logging
 from .pki import CaDirectory
 from .uploads import SpooledFile
 
-__all__ = ["AGENCIES", "run_demo"]
+__all__ = ["AGENCIES", "free_ports", "run_demo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,8 @@ STAFF: Final = (
 )
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 right now (bound together, then released)."""
     sockets = []
     try:
         for _ in range(count):
@@ -152,7 +153,7 @@ class _Demo:
         if self.base_port:
             ports = list(range(self.base_port, self.base_port + 2 * len(AGENCIES)))
         else:
-            ports = _free_ports(len(AGENCIES)) + [0] * len(AGENCIES)
+            ports = free_ports(len(AGENCIES)) + [0] * len(AGENCIES)
         for i, agency in enumerate(AGENCIES):
             node = _Node(agency, self.base / agency.code, ports[i], ports[len(AGENCIES) + i])
             result = init_data_dir(
@@ -391,14 +392,6 @@ class _Demo:
                     node.daemon = await nodes.start(self._run_node, node)
                 self.say(f"{len(self.nodes)} nodes running")
                 self.print_nodes()
-                for code in self.nodes:
-                    nodes.start_soon(self.clerk, code)
-                central = AGENCIES[0].code
-                nodes.start_soon(
-                    self._first,
-                    central,
-                    [a.code for a in AGENCIES if a.parent == central],
-                )
 
                 async def finished() -> None:
                     await self.done.wait()
@@ -408,8 +401,19 @@ class _Demo:
                     )
                     self.say("the nodes keep running; press Ctrl-C to stop")
 
-                nodes.start_soon(finished)
-                await stop.wait()
+                # The clerks stop before the nodes do: none may call a node being stopped.
+                async with trio.open_nursery() as clerks:
+                    for code in self.nodes:
+                        clerks.start_soon(self.clerk, code)
+                    central = AGENCIES[0].code
+                    clerks.start_soon(
+                        self._first,
+                        central,
+                        [a.code for a in AGENCIES if a.parent == central],
+                    )
+                    clerks.start_soon(finished)
+                    await stop.wait()
+                    clerks.cancel_scope.cancel()
                 for node in self.nodes.values():
                     if node.daemon is not None:
                         node.daemon.stop()

@@ -237,6 +237,7 @@ class Desk:
         self.metrics = metrics or Metrics(self.gauges)
         self._nursery: trio.Nursery | None = None
         self._watching: set[Cid] = set()
+        self._sent_lock = trio.Lock()
         self._unacked = 0
         self.started_ms = clock.now_ms()
         self.certificate_expires = certificate_expires
@@ -462,12 +463,6 @@ class Desk:
         document = await self.node.create_document(envelope, sources, signer=self._signers)
         root = document.root
         now = self._clock.now_ms()
-        try:
-            key = str(await self._store.get_record(SENT_BY_ROOT, str(root)))
-            fresh = False
-        except NotFound:
-            key = _order_key(now, root)
-            fresh = True
         summary: Json = {
             "root": str(root),
             "document_id": str(envelope.document_id),
@@ -477,10 +472,18 @@ class Desk:
             "size": document.size,
             "files": len(document.manifest.files),
         }
-        if fresh:
-            await self._store.write(
-                [PutRecord(SENT, key, summary), PutRecord(SENT_BY_ROOT, str(root), key)]
-            )
+        # One lookup-then-write at a time: two identical submissions racing (a client
+        # retrying while its first request still runs) must index the document once.
+        async with self._sent_lock:
+            try:
+                await self._store.get_record(SENT_BY_ROOT, str(root))
+                fresh = False
+            except NotFound:
+                key = _order_key(now, root)
+                await self._store.write(
+                    [PutRecord(SENT, key, summary), PutRecord(SENT_BY_ROOT, str(root), key)]
+                )
+                fresh = True
         await self.node.send(document, deadline=deadline)
         if fresh:
             self.metrics.submitted.inc()

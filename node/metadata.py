@@ -10,13 +10,14 @@ may ride along. Every refusal is an :class:`~p2pdoc.errors.InvalidField` naming 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Final
 
 from p2pdoc.errors import InvalidField, InvalidValue
 from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.ids import AgencyCode
+
+from .config import MAX_SECONDS
 
 __all__ = ["REQUIRED_FIELDS", "envelope_from_json", "guess_field"]
 
@@ -153,8 +154,10 @@ def envelope_from_json(
         recipients.append(organization)
     document["to"] = recipients
     deadline = value.get("deadline")
-    if deadline is not None and not (float(deadline) > 0 and math.isfinite(float(deadline))):
-        raise InvalidField("deadline", "must be a positive number of seconds")
+    if deadline is not None and not 0 < deadline <= MAX_SECONDS:
+        raise InvalidField(
+            "deadline", f"must be a number of seconds, 0 < deadline <= {MAX_SECONDS}"
+        )
     try:
         envelope = Envelope.from_value(document)
     except InvalidValue as exc:

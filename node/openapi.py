@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from .config import MAX_SECONDS
+
 __all__ = ["ROUTES", "openapi_document"]
 
 _ERROR_CODES: Final = (
@@ -342,7 +344,7 @@ _SCHEMAS: Final[dict[str, Any]] = {
             },
             "business": {"type": "object"},
             "classification": {"type": "integer", "minimum": 0, "maximum": 4},
-            "deadline": {"type": "number", "exclusiveMinimum": 0},
+            "deadline": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS},
         },
     },
     "Submitted": {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ from p2pdoc_node.client import ApiClient, ApiResponse
 from p2pdoc_node.config import CONFIG_FILE, Settings, load_settings
 from p2pdoc_node.daemon import Daemon
 from p2pdoc_node.datadir import InitOptions, InitResult, add_peer, init_data_dir
+from p2pdoc_node.demo import free_ports
 from p2pdoc_node.pki import CaDirectory
 
 from p2pdoc.model.ids import AgencyCode
@@ -25,20 +25,6 @@ HA_NAM = "000.00.00.H35"
 NOW = dt.datetime.now(dt.UTC)
 
 T = TypeVar("T")
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 right now (bound together, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def make_ca(path: Path) -> CaDirectory:

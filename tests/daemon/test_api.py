@@ -4,6 +4,8 @@ and nothing stored, the documented routes, metrics and the dashboard page."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,11 +14,17 @@ from p2pdoc_node.api import ApiLimits, build_app
 from p2pdoc_node.client import ApiResponse
 from p2pdoc_node.config import CONFIG_FILE, load_settings
 from p2pdoc_node.daemon import Daemon
+from p2pdoc_node.datadir import InitOptions, add_peer, init_data_dir
 from p2pdoc_node.openapi import ROUTES
+from p2pdoc_node.pki import read_certificates
+
+from p2pdoc.model.ids import AgencyCode
+from p2pdoc.trust.profile import parse_certificate
 
 from .helpers import (
     GOV,
     HA_NAM,
+    NOW,
     QUANG_NINH,
     assert_error,
     call,
@@ -198,6 +206,12 @@ async def test_bad_requests_are_4xx_with_the_error_shape_and_store_nothing(one_n
                 (await post_json(metadata(QN, hue="red")), 422, "unknown_field", "hue"),
                 (await post_json(metadata(QN, subject="")), 422, "invalid_field", "subject"),
                 (await post_json(metadata(GOV)), 422, "invalid_field", "to[0]"),
+                # a deadline no clock can hold, and one that is not positive
+                (
+                    await post_json(metadata(QN, deadline=10**400)),
+                    422, "invalid_field", "deadline",
+                ),
+                (await post_json(metadata(QN, deadline=0)), 422, "invalid_field", "deadline"),
                 # a file name the manifest refuses, a form field that is not a file
                 (
                     await post(*multipart([
@@ -238,6 +252,7 @@ async def test_bad_requests_are_4xx_with_the_error_shape_and_store_nothing(one_n
                     401, "unauthorized", None,
                 ),
                 (await call(api.get, "/api/v1/inbox", limit="many"), 400, "invalid_field", "limit"),
+                (await call(api.get, "/api/v1/inbox", state="yes"), 400, "invalid_field", "state"),
                 (await call(api.get, "/api/v1/outbox/bafynotacid"), 404, "not_found", None),
                 (await call(api.get, "/api/v1/nowhere"), 404, "not_found", None),
                 (await call(api.request, "PUT", "/api/v1/outbox"), 405, "method_not_allowed", None),
@@ -295,3 +310,70 @@ async def test_every_route_is_described_and_the_dashboard_lists_them(one_node: P
                 assert path in page.body.decode()
             metrics = await call(api.request, "GET", "/metrics", token="")
             assert_error(metrics, 401, "unauthorized")
+
+
+async def test_unknown_methods_add_no_metric_series(one_node: Path) -> None:
+    with trio.fail_after(60):
+        async with running(settings_of(one_node, GOV)) as (gov,):
+            api = client(gov)
+            for n in range(3):
+                response = await call(api.request, f"BREW{n}", f"/nowhere/{n}", token="")
+                assert_error(response, 404, "not_found")
+            metrics = (await call(api.get, "/metrics")).body.decode()
+            assert "BREW" not in metrics
+            assert 'method="other",route="(none)",status="404"} 3.0' in metrics
+
+
+async def test_the_same_document_submitted_twice_at_once_is_listed_once(one_node: Path) -> None:
+    good = json.dumps(metadata(QUANG_NINH)).encode()
+    with trio.fail_after(60):
+        async with running(settings_of(one_node, GOV)) as (gov,):
+            desk = gov.desk
+            assert desk is not None
+            answers: list[dict[str, object]] = []
+
+            async def submit() -> None:
+                answers.append(await desk.submit(good, []))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(submit)
+                nursery.start_soon(submit)
+            assert sorted(a["resubmitted"] for a in answers) == [False, True]
+            assert answers[0]["root"] == answers[1]["root"]
+            listed = (await call(client(gov).get, "/api/v1/outbox")).json()["items"]
+            assert [i["root"] for i in listed] == [answers[0]["root"]]
+
+
+async def test_a_running_node_picks_up_added_peers_and_new_revocation_lists(
+    tmp_path: Path,
+) -> None:
+    ca = make_ca(tmp_path / "ca")
+    make_nodes(tmp_path, ca, [GOV])
+    other = init_data_dir(
+        InitOptions(data_dir=tmp_path / QUANG_NINH, agency=AgencyCode(QUANG_NINH), name="QN"),
+        ca=ca,
+        now=NOW,
+    )
+    settings = settings_of(tmp_path, GOV)
+    with trio.fail_after(60):
+        async with running(settings) as (gov,):
+            api = client(gov)
+            assert (await call(api.get, "/api/v1/peers")).json() == []
+            assert (await call(api.get, "/api/v1/health")).json()["revocation_lists"] == []
+            add_peer(
+                settings.path,
+                agency=QUANG_NINH,
+                peer=str(other.peer),
+                addrs=["/ip4/127.0.0.1/tcp/9"],
+            )
+            later = settings.mtime + 60  # whatever the file system's time resolution
+            os.utime(settings.path, (later, later))
+            chain = read_certificates(tmp_path / QUANG_NINH / "keys" / "node-chain.pem")
+            ca.revoke([parse_certificate(chain[0]).serial], now=NOW)
+            shutil.copyfile(ca.path / "crl.pem", settings.resolve("trust/crl") / "root.pem")
+            gov.refresh()
+            peers = (await call(api.get, "/api/v1/peers")).json()
+            assert [(p["agency"], p["listed"]) for p in peers] == [(QUANG_NINH, True)]
+            health = (await call(api.get, "/api/v1/health")).json()
+            assert [crl["version"] for crl in health["revocation_lists"]] == [1]
+            assert health["directory"]["peers"] == 1

@@ -4,6 +4,7 @@ the reference in the operator guide."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from pathlib import Path
 
@@ -85,8 +86,20 @@ def test_environment_overrides_the_file() -> None:
         (minimal(store={"synchronous": "OFF"}), None, "store.synchronous", "FULL"),
         (minimal(delivery={"deadline": -1}), None, "delivery.deadline", "positive"),
         (minimal(delivery={"retry_jitter": 1.5}), None, "delivery.retry_jitter", "[0, 1)"),
+        (minimal(delivery={"retry_factor": math.nan}), None, "delivery.retry_factor", "1..1000"),
+        (minimal(delivery={"retry_factor": 1e300}), None, "delivery.retry_factor", "1..1000"),
+        (
+            minimal(delivery={"retry_maximum": float("inf")}), None,
+            "delivery.retry_maximum", "positive",
+        ),
+        (minimal(delivery={"deadline": 1e300}), None, "delivery.deadline", "at most"),
         (minimal(trust={"roots": []}), None, "trust.roots", "at least one"),
         (minimal(trust={"roots": "root.pem"}), None, "trust.roots", "list"),
+        (minimal(trust={"roots": ["root.pem", ""]}), None, "trust.roots[1]", "must name"),
+        (minimal(), {"P2PDOC_STORE_PATH": ""}, "store.path", "must name"),
+        (minimal(api={"spool_dir": " "}), None, "api.spool_dir", "must name"),
+        (minimal(identity={"key_dir": ""}), None, "identity.key_dir", "must name"),
+        (minimal(backup={"dir": ""}), None, "backup.dir", "must name"),
         (minimal(), {"P2PDOC_API_LISTEN_PORT": "eighty"}, "api.listen_port", "environment"),
         (
             minimal(peers=[{"agency": "000.00.00.H49", "peer": "nope", "addrs": [LOOPBACK]}]),

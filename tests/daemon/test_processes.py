@@ -137,3 +137,12 @@ def test_three_daemons_cli_and_api_then_backup_restore(tmp_path: Path) -> None:
     finally:
         for daemon in daemons.values():
             daemon.kill()
+
+
+def test_a_node_that_cannot_start_exits_2_naming_the_problem(tmp_path: Path) -> None:
+    # Initialised but never enrolled: the node has no certificate chain to run with.
+    cli("init", "--data", tmp_path / "node", "--agency", GOV, "--name", "Văn phòng Chính phủ")
+    done = cli("run", "--data", tmp_path / "node", check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("p2pdoc-node: configuration error: "), done.stderr
+    assert "node-chain.pem" in done.stderr and "Traceback" not in done.stderr
