@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import trio
 
 from p2pdoc.codecs.cid import Cid, Multicodec
-from p2pdoc.content.unixfs import DagWalker, read_file
+from p2pdoc.content.unixfs import DagLimits, DagWalker, read_file
 from p2pdoc.delivery.evidence import Receipt
 from p2pdoc.delivery.states import Acked, InboxEntry, InboxState, Stored, advance_inbox
 from p2pdoc.errors import (
@@ -445,7 +445,12 @@ class _Fetch:
                 raise _Reject(f"inline block does not match its CID: {exc}") from exc
             self._inline[cid] = data
         self._providers = list(dict.fromkeys(request.providers))
-        self._walkers = [DagWalker(f.cid) for f in manifest.files]
+        # Each file's DAG may hold no more than its manifest entry declares: a DAG claiming
+        # more would have the recipient fetch and store bytes the offer never announced.
+        self._walkers = [
+            DagWalker(f.cid, limits=DagLimits(max_file_size=max(f.size, 1))) for f in manifest.files
+        ]
+        self._entries = {id(w): f for w, f in zip(self._walkers, manifest.files, strict=True)}
         self._cids: dict[Cid, None] = {}
         self._waiting: dict[Cid, list[DagWalker]] = {}
         self._pool: deque[Cid] = deque()
@@ -477,6 +482,11 @@ class _Fetch:
             walker.receive(cid, data, verified=checked)
         except (ContentMismatch, DecodeError, LimitExceeded) as exc:
             raise _Reject(f"the document's file DAG is invalid: {exc}") from exc
+        entry = self._entries[id(walker)]
+        if walker.file_size is not None and walker.file_size != entry.size:
+            raise _Reject(
+                f"file {entry.name!r} holds {walker.file_size} bytes, its entry says {entry.size}"
+            )
         if cid not in self._cids:
             self._cids[cid] = None
             if new:

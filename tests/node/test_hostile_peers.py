@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import trio
 import trio.testing
@@ -10,14 +12,16 @@ from p2pdoc.codecs.cid import Cid, Multicodec
 from p2pdoc.codecs.frames import encode_frame
 from p2pdoc.delivery.evidence import sign_batch
 from p2pdoc.delivery.states import OutboxState
-from p2pdoc.errors import AdmissionRefused, PeerUnreachable
+from p2pdoc.errors import AdmissionRefused, NotFound, PeerUnreachable
 from p2pdoc.model import AgencyCode
 from p2pdoc.model.ids import PeerId
 from p2pdoc.network.memory import MemoryNetwork, memory_addr
+from p2pdoc.node.context import doc_owner
 from p2pdoc.node.trustgate import IdentityCredentials
 from p2pdoc.protocol.messages import OfferOutcome
 from p2pdoc.protocol.session import establish
 from p2pdoc.simulation import Mesh
+from p2pdoc.store.base import DocumentRecord, Pin, PutBlock, PutDocument
 
 from .helpers import envelope, files
 
@@ -159,6 +163,45 @@ async def test_corrupt_block_from_the_sender_is_refused_then_delivery_recovers(
         assert entry.state is OutboxState.DELIVERED
         assert entry.attempts >= 2  # the corrupt attempts failed and were retried
         assert any("sent a corrupt block" in note for _, _, note in entry.history), entry.history
+
+
+async def test_file_larger_than_its_manifest_entry_is_refused(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with mesh.run():
+        gov, qn = mesh.agencies[AgencyCode(GOV)], mesh.agencies[AgencyCode(QUANG_NINH)]
+        node = mesh.node(gov)
+        real = await node.create_document(
+            envelope(gov.code, qn.code), files(600_000), signer=gov.signers
+        )
+        # The same file DAG announced as 10 bytes: the recipient would fetch and store 60,000
+        # times what the offer declared (and what its size limits were checked against).
+        (entry,) = real.manifest.files
+        manifest = dataclasses.replace(real.manifest, files=(dataclasses.replace(entry, size=10),))
+        manifest_bytes = manifest.encode()
+        root = Cid.of(Multicodec.DAG_CBOR, manifest_bytes)
+        signatures = gov.signers.sign_document(root, node._ctx.now())
+        record = DocumentRecord(
+            root=root,
+            document_id=str(manifest.envelope.document_id),
+            sender=str(gov.code),
+            manifest=manifest_bytes,
+            signatures=signatures,
+            created_at=0,
+        )
+        await gov.store.write(
+            [
+                PutBlock(root, manifest_bytes),
+                Pin(doc_owner(root), (root, *real.blocks)),
+                PutDocument(record),
+            ]
+        )
+        outcome, reason = await offer_raw(mesh, GOV, QUANG_NINH, manifest_bytes, signatures)
+        assert outcome is OfferOutcome.REJECTED
+        assert "file size" in reason
+        with pytest.raises(NotFound):
+            await qn.store.get_document(root)
+        await good_delivery_still_works(mesh)
 
 
 async def test_receipt_signed_by_the_wrong_node_is_not_accepted(
