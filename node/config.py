@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
+from p2pdoc.delivery.retry import MAX_FACTOR, MAX_WAIT
 from p2pdoc.errors import ConfigError, InvalidValue
 from p2pdoc.model.ids import AgencyCode, PeerId
 
@@ -66,10 +67,10 @@ ENV_PREFIX: Final = "P2PDOC_"
 MAX_CONFIG_FILE: Final = 1 << 20
 MAX_INLINE_LIMIT: Final = 256 << 10
 """Largest ``delivery.inline_limit`` (what an offer may carry inline)."""
-MAX_SECONDS: Final = 10 * 366 * 24 * 3600
+MAX_SECONDS: Final = MAX_WAIT
 """Longest duration any key in seconds may take (ten years): wall-clock times computed from
 it stay well inside the store's 64-bit integers."""
-MAX_RETRY_FACTOR: Final = 1000.0
+MAX_RETRY_FACTOR: Final = MAX_FACTOR
 """Largest ``delivery.retry_factor`` (the library raises it to powers up to 64)."""
 
 

@@ -239,7 +239,12 @@ class Evidence:
             DecodeError: not canonical CBOR or not the evidence shape.
         """
         value = cbor.decode(data, max_size=MAX_EVIDENCE_SIZE)
-        if not isinstance(value, dict) or set(value) != _EVIDENCE_KEYS or value["v"] != 1:
+        if (
+            not isinstance(value, dict)
+            or set(value) != _EVIDENCE_KEYS
+            or type(value["v"]) is not int
+            or value["v"] != 1
+        ):
             raise DecodeError(
                 "evidence must be a map of exactly v, body, index, size, path, signed_at, "
                 "peer, chain and sig"

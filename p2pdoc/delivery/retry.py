@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 from p2pdoc.errors import InvalidValue
 
-__all__ = ["RetryPolicy"]
+__all__ = ["MAX_FACTOR", "MAX_WAIT", "RetryPolicy"]
+
+MAX_FACTOR = 1000.0
+"""Largest growth factor: beyond it the second wait already exceeds any sensible maximum."""
+MAX_WAIT = 10 * 366 * 86400
+"""Longest wait between attempts and longest delivery deadline, in seconds (ten years):
+millisecond times computed from it stay well inside 64-bit integers."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,8 +36,15 @@ class RetryPolicy:
     """Relative spread of each wait: 0.2 means ±20 %."""
 
     def __post_init__(self) -> None:
-        if not (self.initial > 0 and self.factor >= 1 and self.maximum >= self.initial):
-            raise InvalidValue("retry policy needs initial > 0, factor >= 1, maximum >= initial")
+        values = (self.initial, self.factor, self.maximum, self.jitter)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise InvalidValue("retry policy values must be finite numbers")
+        if not (self.initial > 0 and self.maximum >= self.initial):
+            raise InvalidValue("retry policy needs initial > 0 and maximum >= initial")
+        if not 1 <= self.factor <= MAX_FACTOR:
+            raise InvalidValue(f"retry factor must be in [1, {MAX_FACTOR}]")
+        if self.maximum > MAX_WAIT:
+            raise InvalidValue(f"the longest retry wait is {MAX_WAIT} s (ten years)")
         if not 0 <= self.jitter < 1:
             raise InvalidValue("retry jitter must be in [0, 1)")
 
@@ -38,6 +52,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if attempt < 1:
             raise InvalidValue("attempt numbers start at 1")
+        # factor <= 1000 and the exponent <= 64 keep this within a float's range
         base = min(self.maximum, self.initial * self.factor ** min(attempt - 1, 64))
         return base * (1 + self.jitter * (2 * rng.random() - 1))
 

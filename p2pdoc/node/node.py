@@ -260,6 +260,7 @@ class Node:
                 configuration); a recipient without one by then is FAILED with the last error.
 
         Raises:
+            InvalidValue: ``deadline`` is not a number of seconds in (0, ten years].
             PolicyRefused: the classification policy forbids sending it.
             StoreError: the outbox could not be written (nothing was queued).
         """

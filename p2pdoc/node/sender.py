@@ -24,6 +24,7 @@ from p2pdoc.codecs.cid import Cid, Multicodec
 from p2pdoc.content.documents import FileSource, read_source
 from p2pdoc.content.unixfs import FileImporter, ImportSource, import_file
 from p2pdoc.delivery.evidence import Receipt, StatusCode, StatusReport, verify_evidence
+from p2pdoc.delivery.retry import MAX_WAIT
 from p2pdoc.delivery.states import (
     AttemptFailed,
     AttemptStarted,
@@ -265,7 +266,14 @@ class Sender:
         """Queue ``document`` for each recipient it names (durable when this returns).
 
         A document already queued for a recipient is not queued twice.
+
+        Raises:
+            InvalidValue: ``deadline`` is not a number of seconds in (0, ten years].
         """
+        if deadline is not None and not (
+            isinstance(deadline, (int, float)) and 0 < deadline <= MAX_WAIT
+        ):
+            raise InvalidValue(f"deadline must be seconds in (0, {MAX_WAIT:.0f}], got {deadline!r}")
         self._ctx.trust.check_outgoing(document.manifest)
         async with self._queuing.hold(document.root):
             await self._queue(document, deadline)

@@ -190,3 +190,13 @@ def test_signing_time_that_is_no_date_is_a_decode_error(pki: Mesh, signed_at: in
     (evidence,) = sign_batch([b"body"], node(pki), signed_at)
     with pytest.raises(DecodeError, match="not a date"):
         verify_evidence(evidence, verifier(pki))
+
+
+def test_evidence_version_must_be_the_integer_one(pki: Mesh) -> None:
+    (evidence,) = sign_batch([b"body"], node(pki), EPOCH_MS)
+    value = cbor.decode(evidence)
+    assert isinstance(value, dict)
+    Evidence.decode(cbor.encode(value))
+    for version in (True, 2, "1"):
+        with pytest.raises(DecodeError):
+            Evidence.decode(cbor.encode({**value, "v": version}))

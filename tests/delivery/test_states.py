@@ -24,7 +24,7 @@ from p2pdoc.delivery.states import (
     advance_inbox,
     advance_outbox,
 )
-from p2pdoc.errors import LocalProtocolError
+from p2pdoc.errors import InvalidValue, LocalProtocolError
 
 S = OutboxState
 
@@ -120,3 +120,29 @@ def test_retry_policy_grows_to_its_cap_with_bounded_jitter() -> None:
     assert [RetryPolicy().delay(3, random.Random(5)) for _ in range(2)] == [
         RetryPolicy().delay(3, random.Random(5))
     ] * 2
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"factor": float("inf")},
+        {"factor": float("nan")},
+        {"factor": 1e4},
+        {"factor": 0.5},
+        {"maximum": float("inf")},
+        {"maximum": 1e12},
+        {"initial": 0},
+        {"initial": 5, "maximum": 2},
+        {"jitter": 1},
+    ],
+)
+def test_retry_policy_refuses_values_whose_waits_are_no_durations(
+    values: dict[str, float],
+) -> None:
+    with pytest.raises(InvalidValue):
+        RetryPolicy(**values)
+
+
+def test_retry_policy_at_its_bounds_gives_finite_waits() -> None:
+    policy = RetryPolicy(initial=1, factor=1000, maximum=10 * 366 * 86400.0, jitter=0)
+    assert policy.delay(10_000, random.Random(1)) == 10 * 366 * 86400.0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 import trio
 import trio.testing
 
 from p2pdoc.codecs.cid import Cid
 from p2pdoc.delivery.evidence import Staff, StatusCode
 from p2pdoc.delivery.states import OutboxEntry, OutboxState
+from p2pdoc.errors import InvalidValue
 from p2pdoc.node.config import DeliveryConfig, NodeConfig
 from p2pdoc.protocol.messages import Offer, OfferResult
 from p2pdoc.protocol.session import Session
@@ -292,3 +294,22 @@ async def test_finished_deliveries_do_not_keep_their_timers(
                     nursery.start_soon(deliver, number)
         # Without the clean-up: 600 deadline timers, one per document delivered.
         assert len(node._sender._timers) < 300
+
+
+async def test_a_deadline_that_is_no_duration_queues_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mesh = Mesh(seed=5)
+    gov = mesh.add_agency(GOV)
+    qn = mesh.add_agency(QUANG_NINH)
+    async with mesh.run():
+        node = mesh.node(gov)
+        document = await node.create_document(
+            envelope(gov.code, qn.code), files(10), signer=gov.signers
+        )
+        for deadline in (0, -1, float("inf"), float("nan"), 1e300):
+            with pytest.raises(InvalidValue):
+                await node.send(document, deadline=deadline)
+        assert await node.sent_entries(document.root) == {}
+        entries = await (await node.send(document, deadline=60)).wait()
+        assert entries[qn.code].state is OutboxState.DELIVERED
