@@ -37,7 +37,7 @@ from p2pdoc.errors import (
     VerificationError,
 )
 from p2pdoc.model.envelope import Envelope
-from p2pdoc.model.ids import PeerId
+from p2pdoc.model.ids import AgencyCode, PeerId
 from p2pdoc.model.manifest import FileEntry, Manifest
 from p2pdoc.node.batcher import EvidenceBatcher
 from p2pdoc.node.context import NodeContext, doc_owner
@@ -77,6 +77,8 @@ class _Retry(P2pdocError):
 
 @dataclass(slots=True)
 class _Job:
+    sender: AgencyCode
+    """The agency of the peer whose offer started the reception."""
     done: trio.Event = field(default_factory=trio.Event)
     outcome: OfferOutcome = OfferOutcome.RETRY
     receipt: bytes | None = None
@@ -285,18 +287,28 @@ class Receiver:
 
     async def offer(self, session: Session, request: Offer) -> OfferResult:
         root = Cid.of(Multicodec.DAG_CBOR, request.manifest)
+        offerer = session.peer.agency
         entry = await self.entry(root)
         if entry is not None and entry.state is not InboxState.RECEIVING:
+            # Only the document's sender learns of its receipt (the check of a first offer).
+            if entry.sender != str(offerer):
+                reason = f"the document is from {entry.sender}, the offer from {offerer}"
+                return OfferResult(request.rid, OfferOutcome.REJECTED, None, reason)
             self.duplicates += 1
             arrival = await self._status.own_arrival(root)
             return OfferResult(request.rid, OfferOutcome.DELIVERED, entry.receipt, status=arrival)
         job = self._jobs.get(root)
+        if job is not None and job.sender != offerer:
+            # Neither joins the other's reception: its outcome answers that offer alone.
+            return OfferResult(
+                request.rid, OfferOutcome.RETRY, None, "busy: offered by another agency now"
+            )
         if job is None:
             if len(self._jobs) >= self._ctx.config.receive.max_concurrent_receives:
                 return OfferResult(
                     request.rid, OfferOutcome.RETRY, None, "busy: too many documents being received"
                 )
-            job = self._jobs[root] = _Job()
+            job = self._jobs[root] = _Job(offerer)
             assert self._nursery is not None
             self._nursery.start_soon(self._run_job, job, session, request, root)
         await job.done.wait()

@@ -204,6 +204,31 @@ async def test_file_larger_than_its_manifest_entry_is_refused(
         await good_delivery_still_works(mesh)
 
 
+async def test_only_the_sender_gets_the_receipt_of_a_delivered_document(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with mesh.run():
+        gov = mesh.agencies[AgencyCode(GOV)]
+        document = await mesh.node(gov).create_document(
+            envelope(gov.code, AgencyCode(QUANG_NINH), AgencyCode(HA_NAM)),
+            files(10),
+            signer=gov.signers,
+        )
+        entries = await (await mesh.node(gov).send(document)).wait()
+        assert {e.state for e in entries.values()} == {OutboxState.DELIVERED}
+        # Ha Nam, a co-recipient, holds the manifest and signatures and offers them on.
+        outcome, reason = await offer_raw(
+            mesh, HA_NAM, QUANG_NINH, document.manifest_bytes, document.signatures
+        )
+        assert outcome is OfferOutcome.REJECTED
+        assert f"from {GOV}, the offer from {HA_NAM}" in reason
+        # The sender itself still gets the receipt it was given.
+        outcome, _ = await offer_raw(
+            mesh, GOV, QUANG_NINH, document.manifest_bytes, document.signatures
+        )
+        assert outcome is OfferOutcome.DELIVERED
+
+
 async def test_receipt_signed_by_the_wrong_node_is_not_accepted(
     mesh: Mesh, autojump_clock: trio.testing.MockClock
 ) -> None:
