@@ -464,9 +464,21 @@ def cmd_send(args: argparse.Namespace) -> int:
         _out(sys.stdout, f"queued {result['document_id']} root {result['root']}")
     if args.wait is None:
         return 0
-    return _follow_delivery(
-        client, str(result["root"]), list(result["recipients"]), last, args.wait
-    )
+    root, recipients = str(result["root"]), list(result["recipients"])
+    failed: set[str] = set()
+    if result.get("resubmitted"):
+        # Sent before: recipients that finished then send no new events.
+        detail = _check(client.get(f"/api/v1/outbox/{root}"), "the outbox")
+        assert isinstance(detail, dict)
+        for recipient, delivery in dict(detail["deliveries"]).items():
+            state = str(delivery.get("state"))
+            if state in ("delivered", "failed"):
+                recipients.remove(recipient)
+                _out(sys.stdout, f"{recipient}: already {state}")
+                if state == "failed":
+                    failed.add(recipient)
+    code = _follow_delivery(client, root, recipients, last, args.wait)
+    return 1 if failed else code
 
 
 def _follow_delivery(

@@ -65,6 +65,16 @@ def test_three_daemons_cli_and_api_then_backup_restore(tmp_path: Path) -> None:
         assert f"receipt from {HA_NAM}" in sent.stdout
         assert "upload:" in sent.stderr and "/s" in sent.stderr
         assert "MiB/s" in sent.stderr.splitlines()[-1]
+        # Submitting it again (a retrying client) names the same document and reports the
+        # deliveries already made instead of waiting for events that will not come.
+        again = cli(
+            "send", "--data", data[GOV], "--to", QUANG_NINH, "--to", HA_NAM, "--number", "7",
+            "--notation", "VPCP-KSTT", "--subject", "Về việc thử nghiệm liên thông",
+            "--signer-name", "Mai Tiến Dũng", "--wait", "20", "--json", big, note,
+        )  # fmt: skip
+        assert json.loads(again.stdout.splitlines()[0])["root"] == root
+        assert f"{QUANG_NINH}: already delivered" in again.stdout
+        assert f"{HA_NAM}: already delivered" in again.stdout
 
         # Quảng Ninh's software uses the HTTP API.
         page = qn.get("/api/v1/inbox", wait=30).json()
