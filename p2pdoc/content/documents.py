@@ -32,6 +32,7 @@ __all__ = [
     "NamedFile",
     "VerifiedDocument",
     "build_document",
+    "check_files",
     "read_source",
     "verify_document",
 ]
@@ -108,6 +109,24 @@ class BuiltDocument:
     root: Cid
 
 
+_NO_CONTENT = Cid.of(Multicodec.RAW, b"")
+
+
+def check_files(envelope: Envelope, files: Sequence[NamedFile]) -> None:
+    """Check what a manifest of ``envelope`` and ``files`` requires of the files before any of
+    them is read: names, media types, no name twice, and their count.
+
+    Raises:
+        InvalidValue: as :class:`~p2pdoc.model.manifest.Manifest` would for these entries.
+    """
+    Manifest(
+        envelope=envelope,
+        files=tuple(
+            FileEntry(name=f.name, media_type=f.media_type, size=0, cid=_NO_CONTENT) for f in files
+        ),
+    )
+
+
 async def build_document(
     envelope: Envelope, files: Sequence[NamedFile], store: Store, *, pin: str
 ) -> BuiltDocument:
@@ -116,9 +135,11 @@ async def build_document(
     The document is then one DAG under its root: the manifest block links every file.
 
     Raises:
-        InvalidValue: a file name or media type is invalid, or two files share a name.
+        InvalidValue: a file name or media type is invalid, or two files share a name
+            (checked before anything is stored).
         StoreError: the store failed; blocks already written stay pinned by ``pin``.
     """
+    check_files(envelope, files)
     entries = []
     for file in files:
         result = await import_file(file.source, store, pin=pin)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import trio
 
 from p2pdoc.codecs.cid import Cid, Multicodec
-from p2pdoc.content.documents import FileSource, read_source
+from p2pdoc.content.documents import FileSource, check_files, read_source
 from p2pdoc.content.unixfs import FileImporter, ImportSource, import_file
 from p2pdoc.delivery.evidence import Receipt, StatusCode, StatusReport, verify_evidence
 from p2pdoc.delivery.retry import MAX_WAIT
@@ -56,6 +56,7 @@ from p2pdoc.node.sessions import Sessions
 from p2pdoc.node.status import StatusDesk
 from p2pdoc.protocol.messages import OfferOutcome
 from p2pdoc.store.base import (
+    DeleteRecord,
     DocumentRecord,
     Pin,
     PutBlock,
@@ -72,6 +73,8 @@ __all__ = ["Document", "Sender"]
 log = logging.getLogger(__name__)
 
 OUTBOX = "outbox"
+DRAFTS = "drafts"
+"""Pin owners of documents being imported: a crash leaves them for the next start to drop."""
 _KEEP_FINISHED = 10_000
 """Finished documents whose entries stay in memory (older ones are read from the store)."""
 _TIMER_SLACK = 256
@@ -156,17 +159,49 @@ class Sender:
 
         Raises:
             InvalidValue: the envelope's sender is not this node's agency, or a file entry is
-                invalid.
+                invalid (nothing is stored).
             PeerUnreachable: a recipient of a document to seal cannot be reached.
-            StoreError: the store failed (nothing is left pinned).
+            StoreError: the store failed.
+
+        Whatever ends it early (an error, a file that cannot be read, cancellation, a crash)
+        leaves nothing pinned: blocks imported so far are released, after a crash at the next
+        start (:meth:`resume`).
         """
         ctx = self._ctx
         if envelope.sender.code != ctx.agency:
             raise InvalidValue(f"this node sends for {ctx.agency}, not {envelope.sender.code}")
+        check_files(envelope, files)
         sealing = ctx.trust.sealing_required(envelope) if seal is None else seal
         sealer = DocumentSealer(await self._recipient_keys(envelope)) if sealing else None
         small = sealer is None and _in_memory(files, ctx.config.delivery.inline_limit)
+        if small:
+            return await self._create(envelope, files, signer, sealer, small, draft="")
         draft = f"draft:{ctx.rng.getrandbits(64):016x}"
+        await ctx.store.write([PutRecord(DRAFTS, draft, ctx.clock.now_ms())])
+        try:
+            return await self._create(envelope, files, signer, sealer, small, draft=draft)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._drop_draft(draft)
+            raise
+
+    async def _drop_draft(self, draft: str) -> None:
+        try:
+            await self._ctx.store.write([Unpin(draft), DeleteRecord(DRAFTS, draft)])
+        except P2pdocError as exc:  # the next start drops it
+            log.warning("could not release draft %s: %s", draft, exc)
+
+    async def _create(
+        self,
+        envelope: Envelope,
+        files: Sequence[FileSource],
+        signer: DocumentSigner,
+        sealer: DocumentSealer | None,
+        small: bool,
+        *,
+        draft: str,
+    ) -> Document:
+        ctx = self._ctx
         entries: list[FileEntry] = []
         plain: list[PlainFile] = []
         made: dict[Cid, bytes] = {}
@@ -207,7 +242,7 @@ class Sender:
             pass
         else:
             if not small:
-                await ctx.store.write([Unpin(draft)])
+                await ctx.store.write([Unpin(draft), DeleteRecord(DRAFTS, draft)])
             return Document(
                 manifest, manifest_bytes, record.signatures, blocks, manifest.total_size
             )
@@ -228,7 +263,7 @@ class Sender:
             PutDocument(record),
         ]
         if not small:
-            ops.append(Unpin(draft))
+            ops += [Unpin(draft), DeleteRecord(DRAFTS, draft)]
         await ctx.store.write(ops)
         document = Document(manifest, manifest_bytes, signatures, blocks, manifest.total_size)
         self._unsent[root] = True
@@ -325,7 +360,11 @@ class Sender:
         return OutboxEntry.from_value(value)
 
     async def resume(self) -> int:
-        """Load every unfinished outbox entry (after a start or a crash). Returns how many."""
+        """Load every unfinished outbox entry (after a start or a crash) and release the
+        blocks of documents whose import a crash interrupted. Returns how many entries."""
+        while drafts := await self._ctx.store.list_records(DRAFTS, limit=1000):
+            for draft, _ in drafts:
+                await self._ctx.store.write([Unpin(draft), DeleteRecord(DRAFTS, draft)])
         count = 0
         after: str | None = None
         while True:

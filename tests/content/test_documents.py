@@ -11,7 +11,7 @@ import pytest
 from p2pdoc.codecs.cid import Cid, Multicodec
 from p2pdoc.content.documents import build_document, verify_document
 from p2pdoc.content.unixfs import ImportSource
-from p2pdoc.errors import ContentMismatch, NotFound
+from p2pdoc.errors import ContentMismatch, InvalidValue, NotFound
 from p2pdoc.model import AgencyCode, Envelope, FileEntry, Manifest, Organization, SignerInfo
 from p2pdoc.store.base import PutBlock
 from p2pdoc.store.memory import MemoryStore
@@ -107,3 +107,19 @@ async def test_cli_verifies_an_exported_document(tmp_path: Path) -> None:
     missing = await trio.run_process(run, capture_stdout=True, capture_stderr=True, check=False)
     assert missing.returncode == 1
     assert f"missing block {built.manifest.files[0].cid}" in missing.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        [FILES[0], File("../phu-luc.odt", "application/pdf", b"x" * 300_000)],
+        [FILES[0], File("phu-luc.odt", "not a media type", b"x" * 300_000)],
+        [FILES[1], FILES[0], FILES[1]],
+    ],
+)
+async def test_a_refused_file_list_stores_nothing(files: list[File]) -> None:
+    store = MemoryStore()
+    with pytest.raises(InvalidValue):
+        await build_document(ENVELOPE, files, store, pin="draft")
+    assert await store.pinned("draft") == set()
+    assert await store.block_count() == (0, 0)

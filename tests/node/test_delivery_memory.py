@@ -8,15 +8,17 @@ import pytest
 import trio
 import trio.testing
 
-from p2pdoc.codecs.cid import Cid
+from p2pdoc.codecs.cid import Cid, Multicodec
+from p2pdoc.content.documents import FileSource
 from p2pdoc.delivery.evidence import Staff, StatusCode
 from p2pdoc.delivery.states import OutboxEntry, OutboxState
 from p2pdoc.errors import InvalidValue
 from p2pdoc.node.config import DeliveryConfig, NodeConfig
+from p2pdoc.node.sender import DRAFTS
 from p2pdoc.protocol.messages import Offer, OfferResult
 from p2pdoc.protocol.session import Session
 from p2pdoc.simulation import Agency, Mesh
-from p2pdoc.store.base import PutRecord, WriteOp
+from p2pdoc.store.base import Pin, PutBlock, PutRecord, WriteOp
 from p2pdoc.store.memory import MemoryStore
 
 from .helpers import SIX_ROLES, envelope, file_bytes, files
@@ -313,3 +315,51 @@ async def test_a_deadline_that_is_no_duration_queues_nothing(
         assert await node.sent_entries(document.root) == {}
         entries = await (await node.send(document, deadline=60)).wait()
         assert entries[qn.code].state is OutboxState.DELIVERED
+
+
+class _FailingRead:
+    """A file that yields 700 kB and then cannot be read any more (a disk error)."""
+
+    def __init__(self) -> None:
+        self.left = 700_000
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            raise OSError(5, "Input/output error")
+        n = min(self.left, size if size > 0 else self.left)
+        self.left -= n
+        return bytes(n)
+
+
+async def test_documents_whose_creation_fails_leave_no_blocks_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mesh = Mesh(seed=5)
+    gov = mesh.add_agency(GOV)
+    qn = mesh.add_agency(QUANG_NINH)
+    async with mesh.run():
+        node = mesh.node(gov)
+        before = await gov.store.block_count()
+        # A name refused after a large file: checked before anything is imported.
+        bad_name = [*files(700_000), FileSource("../x.pdf", "application/pdf", b"x")]
+        with pytest.raises(InvalidValue):
+            await node.create_document(envelope(gov.code, qn.code), bad_name, signer=gov.signers)
+        assert await gov.store.block_count() == before
+        # A file that breaks off mid-import: what was imported is released.
+        broken = [FileSource("hong.pdf", "application/pdf", _FailingRead())]
+        with pytest.raises(OSError, match="Input/output"):
+            await node.create_document(envelope(gov.code, qn.code), broken, signer=gov.signers)
+        await gov.store.collect_garbage()
+        assert await gov.store.block_count() == before
+        # A crash mid-import leaves its draft; the next start releases it.
+        draft = "draft:crashed"
+        data = bytes(range(256)) * 1000
+        cid = Cid.of(Multicodec.RAW, data)
+        await gov.store.write(
+            [PutRecord(DRAFTS, draft, 0), PutBlock(cid, data), Pin(draft, (cid,))]
+        )
+        await mesh.crash(gov)
+        await mesh.start(gov)
+        await gov.store.collect_garbage()
+        assert await gov.store.block_count() == before
+        assert not await gov.store.has_block(cid)
