@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from p2pdoc.errors import DecodeError, LimitExceeded
+from p2pdoc.errors import DecodeError, InvalidValue, LimitExceeded
 
 __all__ = ["DEFAULT_MAX_FRAME_SIZE", "HEADER_SIZE", "FrameDecoder", "encode_frame"]
 
@@ -53,7 +53,7 @@ class FrameDecoder:
 
     def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         if max_frame_size <= 0 or max_frame_size >= 1 << 32:
-            raise ValueError("max_frame_size must be in 1 .. 2**32 - 1")
+            raise InvalidValue("max_frame_size must be in 1 .. 2**32 - 1")
         self._max = max_frame_size
         self._buffer = bytearray()
         self._start = 0

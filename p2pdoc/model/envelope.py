@@ -235,6 +235,10 @@ class ResponseFor:
 
     document_id: DocumentId
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.document_id, DocumentId):
+            raise InvalidValue("response-for needs a DocumentId")
+
     def to_value(self) -> Value:
         return str(self.document_id)
 

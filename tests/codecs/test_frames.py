@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pdoc.codecs.frames import FrameDecoder, encode_frame
-from p2pdoc.errors import DecodeError, LimitExceeded
+from p2pdoc.errors import DecodeError, InvalidValue, LimitExceeded
 
 
 @given(st.lists(st.binary(max_size=300), max_size=20), st.data())
@@ -54,3 +54,9 @@ def test_random_bytes_give_frames_or_limit_error(data: bytes) -> None:
         return
     assert all(len(f) <= 256 for f in frames)
     assert decoder.buffered <= 4 + 256
+
+
+@pytest.mark.parametrize("size", [0, -1, 1 << 32])
+def test_a_decoder_limit_outside_the_header_range_is_invalid(size: int) -> None:
+    with pytest.raises(InvalidValue):
+        FrameDecoder(max_frame_size=size)

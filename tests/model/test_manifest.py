@@ -259,3 +259,8 @@ def test_any_field_removed_or_retyped_is_a_decode_error(path: tuple[object, ...]
             continue
         # Removing an optional field or list item can leave a valid manifest; it must then be
         # in canonical form, which decode already checked.
+
+
+def test_response_for_needs_a_document_id() -> None:
+    with pytest.raises(InvalidValue):
+        ResponseFor(document_id="000.00.00.G22,2019/03/12,1/VPCP")  # type: ignore[arg-type]
