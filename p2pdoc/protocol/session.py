@@ -142,7 +142,8 @@ class BlockStream:
                 self.missing = result.missing
                 raise StopAsyncIteration from None
             if isinstance(result, P2pdocError):
-                raise result from None
+                # Shared by every waiter: a fresh traceback each time, not an ever longer one.
+                raise result.with_traceback(None) from None
             raise RemoteProtocolError(f"GetBlocks answered with {type(result).__name__}") from None
 
 
@@ -280,9 +281,17 @@ class Session:
                 self._writing = False
                 self.bytes_sent += size
 
+    def _closed_error(self) -> P2pdocError:
+        """The error for an operation on a closed session: its close reason, with the
+        traceback reset (every caller raises the same object, which would otherwise collect
+        every raise's frames and keep their locals alive)."""
+        if self.close_reason is None:
+            return ConnectionLost("session closed")
+        return self.close_reason.with_traceback(None)
+
     async def _emit(self, message: Message) -> None:
         if self.closed:
-            raise self.close_reason or ConnectionLost("session closed")
+            raise self._closed_error()
         try:
             frame = encode_frame(encode_message(message), max_frame_size=self.peer.max_frame_size)
         except LimitExceeded as exc:
@@ -290,7 +299,7 @@ class Session:
         try:
             await self._send.send(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise self.close_reason or ConnectionLost("session closed") from None
+            raise self._closed_error() from None
 
     # -- our requests -------------------------------------------------------------------
 
@@ -334,7 +343,7 @@ class Session:
                 self._abandon(rid)
         result = pending.result
         if isinstance(result, P2pdocError):
-            raise result
+            raise result.with_traceback(None)  # shared: see _closed_error
         assert result is not None
         return result
 

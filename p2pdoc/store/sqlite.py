@@ -346,7 +346,8 @@ class _Job:
             self.abandoned = True
             raise
         if self.error is not None:
-            raise self.error
+            # One error may fail a whole group: reset the shared object's traceback.
+            raise self.error.with_traceback(None)
 
 
 _Step = tuple[str, list[tuple[object, ...]]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import msgpack
 import pytest
 import trio
@@ -363,6 +365,27 @@ async def test_waiting_requests_fail_when_the_session_breaks(
             await trio.testing.wait_all_tasks_blocked()
             sb.close()
             await sa.wait_closed()
+
+
+async def test_calls_on_a_closed_session_do_not_pile_up_tracebacks(
+    ids: tuple[TestIdentity, TestIdentity],
+) -> None:
+    """Every call on a closed session raises its one close reason: that object must not
+    collect the frames of every raise (and keep their locals alive)."""
+    a, b = ids
+    sa, sb = await session_pair(a, b)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await run_pair(sa, sb, nursery)
+            sb.close()
+            await sa.wait_closed()
+            depths = []
+            for _ in range(20):
+                with pytest.raises(ConnectionLost) as caught:
+                    await sa.offer(b"m", b"s")
+                depths.append(len(traceback.extract_tb(caught.value.__traceback__)))
+            assert caught.value is sa.close_reason
+            assert depths[-1] == depths[0]
 
 
 async def test_handler_error_becomes_error_reply_and_session_goes_on(
