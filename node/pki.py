@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,8 @@ from p2pdoc.trust.profile import (
 )
 from p2pdoc.trust.revocation import RevocationList
 from p2pdoc.trust.validation import TrustStore
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CA_CHAIN_FILE",
@@ -184,11 +187,15 @@ def read_revocation_bundle(path: str | os.PathLike[str]) -> tuple[RevocationList
 
 def revocation_files(paths: Sequence[Path]) -> list[Path]:
     """The files named: each file itself, each directory's ``*.pem`` files (sorted); paths
-    that do not exist are skipped (a node may have no list yet)."""
+    that do not exist are skipped (a node may have no list yet), and so are directories that
+    cannot be listed now (with a warning: the lists already loaded stay in force)."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.suffix == ".pem" and p.is_file())
+            try:
+                out += sorted(p for p in path.iterdir() if p.suffix == ".pem" and p.is_file())
+            except OSError as exc:
+                log.warning("revocation lists in %s not read: %s", path, exc)
         elif path.exists():
             out.append(path)
     return out

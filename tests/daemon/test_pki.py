@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from p2pdoc_node.config import CONFIG_FILE, load_settings
 from p2pdoc_node.datadir import InitOptions, enrol, init_data_dir, read_token
-from p2pdoc_node.pki import CaDirectory, load_trust_store, parse_request, read_certificates
+from p2pdoc_node.pki import (
+    CaDirectory,
+    load_trust_store,
+    parse_request,
+    read_certificates,
+    revocation_files,
+)
 
 from p2pdoc.errors import (
     CertificateRevoked,
@@ -135,3 +142,25 @@ def test_encrypted_keys_need_their_passphrase(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError, match="passphrase"):
         NodeIdentity.load(data / "keys")
     assert NodeIdentity.load(data / "keys", passphrase="bí mật").agency == QN
+
+
+def test_a_revocation_list_directory_that_cannot_be_listed_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory the daemon may not read (permissions changed under it) must not stop the
+    periodic reload: the lists already loaded stay in force."""
+    readable, locked = tmp_path / "crl", tmp_path / "locked"
+    readable.mkdir()
+    locked.mkdir()
+    (readable / "root.pem").write_bytes(b"")
+    (locked / "h49.pem").write_bytes(b"")
+    listing = Path.iterdir
+
+    def iterdir(self: Path) -> Iterator[Path]:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    assert revocation_files([locked, readable]) == [readable / "root.pem"]
+    assert "Permission denied" in caplog.text
