@@ -95,6 +95,7 @@ class _Defaults:
     max_concurrent_receives = 256
     write_batch_bytes = 4 << 20
     auto_arrived_status = True
+    abandon_after = 14 * 24 * 3600.0
 
 
 _DELIVERY = _RECEIVE = _RETRY = _Defaults
@@ -353,10 +354,15 @@ class ReceiveSettings:
         "report status 01 (arrived) as soon as a document is stored",
         _RECEIVE.auto_arrived_status,
     )
+    abandon_after: float = _doc(
+        "seconds without progress after which a reception is given up and its blocks released",
+        _RECEIVE.abandon_after,
+    )
 
     def __post_init__(self) -> None:
         for name in ("window", "requests_per_provider", "max_concurrent_receives"):
             _at_least("receive", name, getattr(self, name), 1)
+        _seconds("receive", "abandon_after", self.abandon_after)
         _at_least("receive", "max_document_size", self.max_document_size, 0)
         _at_least("receive", "write_batch_bytes", self.write_batch_bytes, 1)
 
@@ -694,6 +700,7 @@ def _library_config(delivery: DeliverySettings, receive: ReceiveSettings) -> Nod
             max_concurrent_receives=receive.max_concurrent_receives,
             write_batch_bytes=receive.write_batch_bytes,
             auto_arrived_status=receive.auto_arrived_status,
+            abandon_after=receive.abandon_after,
         ),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from p2pdoc.delivery.retry import RetryPolicy
+from p2pdoc.delivery.retry import MAX_WAIT, RetryPolicy
 from p2pdoc.errors import ConfigError
 from p2pdoc.protocol.messages import MAX_INLINE_BYTES
 from p2pdoc.protocol.session import SessionLimits
@@ -60,10 +60,16 @@ class ReceiveConfig:
     """Fetched blocks are written to the store in batches of about this size."""
     auto_arrived_status: bool = True
     """Report status 01 (arrived) to the sender as soon as a document is stored."""
+    abandon_after: float = 14 * 86400.0
+    """A reception without progress for this long (seconds) is given up: its blocks are
+    released and its inbox entry forgotten (a sender retries for at most its deadline, by
+    default 7 days; a later offer starts afresh)."""
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.requests_per_provider < 1 or self.max_concurrent_receives < 1:
             raise ConfigError("receive", "window and concurrency limits must be at least 1")
+        if not 0 < self.abandon_after <= MAX_WAIT:
+            raise ConfigError("receive.abandon_after", f"must be seconds in (0, {MAX_WAIT}]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,3 +92,10 @@ class NodeConfig:
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     protocol: str = SESSION_PROTOCOL
     """The libp2p protocol id sessions run under."""
+    housekeeping_interval: float = 3600.0
+    """Seconds between housekeeping rounds: abandoned receptions are given up
+    (``receive.abandon_after``) and blocks no document keeps are deleted from the store."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.housekeeping_interval <= MAX_WAIT:
+            raise ConfigError("housekeeping_interval", f"must be seconds in (0, {MAX_WAIT}]")

@@ -17,6 +17,7 @@ status trails, and a restarted node carries on from them.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
@@ -30,7 +31,7 @@ from p2pdoc.codecs.cid import Cid
 from p2pdoc.content.documents import FileSource
 from p2pdoc.delivery.evidence import Evidence, Receipt, Staff, StatusCode, StatusReport
 from p2pdoc.delivery.states import InboxEntry, InboxState, OutboxEntry, OutboxState
-from p2pdoc.errors import LocalProtocolError, NotFound
+from p2pdoc.errors import LocalProtocolError, NotFound, P2pdocError
 from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.ids import AgencyCode, PeerId
 from p2pdoc.model.manifest import Manifest
@@ -54,6 +55,8 @@ from p2pdoc.node.status import StatusDesk, StatusTrail
 from p2pdoc.protocol.messages import Ack, GetBlocks, Offer, OfferResult, PushStatus
 from p2pdoc.protocol.session import Session
 from p2pdoc.store.base import Store
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Node", "PeerStatus", "SendHandle", "StatusListener"]
 
@@ -173,6 +176,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         # One report at a time per document: each names its predecessor's digest and number.
         self._reporting: KeyedLocks[Cid] = KeyedLocks()
+        self._collected = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -189,6 +193,7 @@ class Node:
             await self._sender.resume()
             await self._status.resume()
             await nursery.start(self._sender.run)
+            nursery.start_soon(self._housekeeping_loop)
         except BaseException:
             await stack.__aexit__(None, None, None)
             raise
@@ -414,6 +419,36 @@ class Node:
                 )
         return sorted(out.values(), key=lambda p: (str(p.agency), str(p.peer)))
 
+    # -- housekeeping -------------------------------------------------------------------
+
+    async def housekeeping(self) -> tuple[int, int]:
+        """One housekeeping round (the node runs one every ``housekeeping_interval``):
+        receptions without progress for ``receive.abandon_after`` are given up, then blocks
+        that no document, draft or reception keeps are deleted from the store.
+
+        Returns:
+            (receptions given up, blocks deleted).
+
+        Raises:
+            StoreError: the store failed; the next round carries on.
+        """
+        abandoned = await self._receiver.sweep()
+        collected = await self._ctx.store.collect_garbage()
+        self._collected += collected
+        return abandoned, collected
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await trio.sleep(self._ctx.config.housekeeping_interval)
+            try:
+                abandoned, collected = await self.housekeeping()
+            except P2pdocError as exc:
+                log.warning("housekeeping failed: %s", exc)
+                continue
+            if abandoned or collected:
+                log.info("housekeeping: %d receptions given up, %d blocks deleted",
+                         abandoned, collected)  # fmt: skip
+
     # -- health -------------------------------------------------------------------------
 
     def health(self) -> dict[str, object]:
@@ -433,6 +468,8 @@ class Node:
             "evidence_batches": self._batcher.batches,
             "evidence_records": self._batcher.records,
             "blocks_served": self._blocks.blocks_sent,
+            "abandoned_receptions": self._receiver.abandoned,
+            "blocks_collected": self._collected,
         }
 
     # -- serving peers (SessionHandler) -------------------------------------------------

@@ -52,6 +52,7 @@ from p2pdoc.store.base import (
     PutBlock,
     PutDocument,
     PutRecord,
+    Unpin,
     WriteOp,
 )
 from p2pdoc.trust.sealing import OpenedSeal, PlainFile, SegmentOpener
@@ -62,6 +63,9 @@ log = logging.getLogger(__name__)
 
 INBOX = "inbox"
 INBOX_ORDER = "inbox-order"
+RECEIVING = "inbox-receiving"
+"""Receptions under way, by root: the time of their last progress (ms), so that abandoned
+ones can be given up (:meth:`Receiver.sweep`)."""
 META = "meta"
 _KEEP_MANIFESTS = 1024
 """Manifests of recently received documents kept for handing them to the application."""
@@ -201,7 +205,9 @@ class Receiver:
         self._arrived = trio.Event()
         self._seq = 0
         self._nursery: trio.Nursery | None = None
+        self._sweeping: set[Cid] = set()
         self.received = 0
+        self.abandoned = 0
         self.duplicates = 0
         self.rejected = 0
 
@@ -283,6 +289,54 @@ class Receiver:
         )
         self._remember(root, acked)
 
+    # -- abandoned receptions -----------------------------------------------------------
+
+    async def _discard(self, root: Cid) -> None:
+        """Forget an unfinished reception: its inbox entry, its record and its blocks' pin."""
+        await self._ctx.store.write(
+            [
+                Unpin(doc_owner(root)),
+                DeleteRecord(INBOX, str(root)),
+                DeleteRecord(RECEIVING, str(root)),
+            ]
+        )
+
+    async def sweep(self) -> int:
+        """Give up every reception without progress for ``receive.abandon_after``: its blocks
+        are released (for the store's garbage collection) and its inbox entry forgotten, so
+        that a sender that never comes back cannot keep storage in use. A later offer of the
+        document starts afresh. Returns how many were given up.
+
+        Raises:
+            StoreError: the store failed (receptions given up so far stay so).
+        """
+        ctx = self._ctx
+        cutoff = ctx.clock.now_ms() - round(1000 * ctx.config.receive.abandon_after)
+        stale: list[Cid] = []
+        after: str | None = None
+        while page := await ctx.store.list_records(RECEIVING, after=after, limit=1000):
+            after = page[-1][0]
+            stale += [Cid.parse(k) for k, v in page if isinstance(v, int) and v <= cutoff]
+        count = 0
+        for root in stale:
+            if root in self._jobs:  # under way again
+                continue
+            self._sweeping.add(root)
+            try:
+                entry = await self.entry(root)
+                if entry is not None and entry.state is not InboxState.RECEIVING:
+                    # Stored by a later attempt that had nothing to record: keep it.
+                    await ctx.store.write([DeleteRecord(RECEIVING, str(root))])
+                    continue
+                await self._discard(root)
+            finally:
+                self._sweeping.discard(root)
+            self._entries.pop(root, None)
+            count += 1
+            log.info("gave up the reception of %s: no progress", root)
+        self.abandoned += count
+        return count
+
     # -- offers -------------------------------------------------------------------------
 
     async def offer(self, session: Session, request: Offer) -> OfferResult:
@@ -297,6 +351,10 @@ class Receiver:
             self.duplicates += 1
             arrival = await self._status.own_arrival(root)
             return OfferResult(request.rid, OfferOutcome.DELIVERED, entry.receipt, status=arrival)
+        if root in self._sweeping:
+            return OfferResult(
+                request.rid, OfferOutcome.RETRY, None, "busy: the reception is being given up"
+            )
         job = self._jobs.get(root)
         if job is not None and job.sender != offerer:
             # Neither joins the other's reception: its outcome answers that offer alone.
@@ -372,8 +430,20 @@ class Receiver:
             received_at=now,
             seq=0,
         )
-        fetch = _Fetch(self, session, request, root, manifest, pending)
-        cids, ops = await fetch.run()
+        try:
+            fetch = _Fetch(self, session, request, root, manifest, pending)
+            cids, ops = await fetch.run()
+        except _Reject:
+            # Refused for good by its content, from its own sender: what an earlier attempt
+            # kept is of no more use.
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._discard(root)
+                except StoreError as exc:
+                    log.warning("blocks of refused document %s not released: %s", root, exc)
+            raise
+        if fetch.started:
+            ops.append(DeleteRecord(RECEIVING, str(root)))
         # Sign the receipt (and the arrival status) before committing, so that a stored
         # document always has its receipt: a crash before the write leaves nothing to redo
         # but the fetch, a crash after it leaves a receipt to answer the retried offer with.
@@ -505,6 +575,20 @@ class _Fetch:
                 self._buffer.append(PutBlock(cid, data, verified=True))
                 self._buffered += len(data)
 
+    @property
+    def started(self) -> bool:
+        """Whether this reception has written anything (its inbox entry and progress)."""
+        return self._started
+
+    def _progress(self) -> list[WriteOp]:
+        """Writes that record progress: the time, and the inbox entry the first time."""
+        ops: list[WriteOp] = [PutRecord(RECEIVING, str(self._root), self._ctx.clock.now_ms())]
+        if not self._started:
+            # Record the reception so blocks fetched so far are kept for a resumed attempt.
+            ops.append(PutRecord(INBOX, str(self._root), self._pending.to_value()))
+            self._started = True
+        return ops
+
     async def _resolve_locally(self) -> None:
         """Feed the walkers from inline blocks and the store until they need the network."""
         store = self._ctx.store
@@ -515,6 +599,12 @@ class _Fetch:
             # Inline blocks are written whether or not the store has them already (it keeps
             # one copy), which spares asking the store about them.
             asked = [c for _, c in wanted if c not in self._inline]
+            if asked:
+                # Pinned before asking: a block found here (left by an earlier attempt, or
+                # garbage not collected yet) cannot then be collected before the document is
+                # stored; blocks not found are fetched under the same pin.
+                pin = Pin(doc_owner(self._root), tuple(dict.fromkeys(asked)))
+                await store.write([*self._progress(), pin])
             present = dict(zip(asked, await store.has_blocks(asked), strict=True)) if asked else {}
             for walker, cid in wanted:
                 inline = self._inline.get(cid)
@@ -531,11 +621,7 @@ class _Fetch:
     async def _flush(self) -> None:
         if not self._buffer:
             return
-        ops: list[WriteOp] = []
-        if not self._started:
-            # Record the reception so blocks fetched so far are kept for a resumed attempt.
-            ops.append(PutRecord(INBOX, str(self._root), self._pending.to_value()))
-            self._started = True
+        ops = self._progress()
         ops += self._buffer
         ops.append(Pin(doc_owner(self._root), tuple(b.cid for b in self._buffer)))
         self._buffer = []

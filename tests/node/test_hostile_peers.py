@@ -196,11 +196,18 @@ async def test_file_larger_than_its_manifest_entry_is_refused(
                 PutDocument(record),
             ]
         )
+        held = await qn.store.block_count()
         outcome, reason = await offer_raw(mesh, GOV, QUANG_NINH, manifest_bytes, signatures)
         assert outcome is OfferOutcome.REJECTED
         assert "file size" in reason
         with pytest.raises(NotFound):
             await qn.store.get_document(root)
+        # Refused for good: nothing of it is kept (what was fetched goes with the next
+        # housekeeping round).
+        assert await mesh.node(qn).inbox_entry(root) is None
+        assert await qn.store.pinned(doc_owner(root)) == set()
+        await mesh.node(qn).housekeeping()
+        assert await qn.store.block_count() == held
         await good_delivery_still_works(mesh)
 
 
