@@ -599,24 +599,27 @@ class _Fetch:
             # Inline blocks are written whether or not the store has them already (it keeps
             # one copy), which spares asking the store about them.
             asked = [c for _, c in wanted if c not in self._inline]
-            if asked:
-                # Pinned before asking: a block found here (left by an earlier attempt, or
-                # garbage not collected yet) cannot then be collected before the document is
-                # stored; blocks not found are fetched under the same pin.
-                pin = Pin(doc_owner(self._root), tuple(dict.fromkeys(asked)))
-                await store.write([*self._progress(), pin])
             present = dict(zip(asked, await store.has_blocks(asked), strict=True)) if asked else {}
             for walker, cid in wanted:
                 inline = self._inline.get(cid)
-                if inline is not None:
-                    self._accept(walker, cid, inline, new=True, checked=True)
-                elif present[cid]:
-                    self._accept(walker, cid, await store.get_block(cid), new=False, checked=False)
+                data = inline
+                if data is None and present[cid]:
+                    try:
+                        data = await store.get_block(cid)
+                    except NotFound:  # collected since: fetch it
+                        data = None
+                if data is not None:
+                    # A block found here (left by an earlier attempt, or garbage not collected
+                    # yet) is written again under this document's pin like a fetched one, so
+                    # that a garbage collection in between cannot leave the document without it.
+                    self._accept(walker, cid, data, new=True, checked=inline is not None)
                 else:
                     waiting = self._waiting.setdefault(cid, [])
                     if not waiting:
                         self._pool.append(cid)
                     waiting.append(walker)
+            if self._buffered >= self._ctx.config.receive.write_batch_bytes:
+                await self._flush()
 
     async def _flush(self) -> None:
         if not self._buffer:
