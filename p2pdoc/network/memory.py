@@ -5,18 +5,21 @@ Goals:
   conformance suite runs on both), so tests and the mesh simulator run the real node code.
 - Faults a real mesh has, under control: latency and jitter per chunk (order kept within a
   stream, as TCP would), a bandwidth limit per connection direction, random connection
-  resets (how messages get lost), partitions, peers going down, dial latency.
+  resets (how messages get lost), partitions, peers going down, dial latency, and duplicated
+  streams (a replica of a dialler's stream reaching the listener's handler a second time).
 - Bounded memory and back-pressure like a socket: at most ``stream_buffer`` bytes per stream
   direction are in flight or unread; a writer beyond that blocks until the reader reads.
-- Deterministic under ``trio.testing.MockClock(autojump_threshold=0)``: every delay and
-  every reset comes from a :class:`random.Random` derived from the router's seed and stable
-  names (dialer, listener, connection number, stream number, direction), never from the
-  order in which trio happens to schedule simultaneous tasks. The same seed and the same
-  application behaviour give the same deliveries, losses and virtual times.
+- Deterministic under ``trio.testing.MockClock(autojump_threshold=0)``: every delay, reset
+  and duplication comes from a :class:`random.Random` derived from the router's seed and
+  stable names (dialer, listener, connection number, stream number, direction, replica),
+  never from the order in which trio happens to schedule simultaneous tasks. The same seed
+  and the same application behaviour give the same deliveries, losses, replicas and virtual
+  times.
 
 Non-goals: byte-level TCP modelling (no congestion control, slow start or retransmission:
-a reset loses everything in flight on the connection, like a dropped TCP connection),
-duplication (a stream never duplicates bytes; duplicates arise above, from retries).
+a reset loses everything in flight on the connection, like a dropped TCP connection), and
+duplication *within* a stream (a stream never repeats or corrupts its own bytes, as TCP
+would not; duplication is of whole streams, below).
 
 Model:
 - A connection joins two serving networks. Each direction has one pump task (in the sending
@@ -31,6 +34,28 @@ Model:
   peer is not serving, is down, this node is down, or a partition separates them.
 - ``aclose`` queues an end-of-stream after the data already sent (the peer reads everything,
   then ``b""``) and stops reading: the peer's further sends fail, as with libp2p.
+- Duplication: when the listener accepts a stream, it is *replicated* with
+  ``duplicate_probability`` (one draw per stream): the listener's handler for the same
+  protocol runs a second time, started with the first and given the dialler's peer ID, on a
+  replica stream over a connection-like path of its own (as a retransmission over a new
+  connection, or a replay by someone on the path, would arrive).
+
+  - The replica delivers a copy of every byte the dialler sends on the original, in order,
+    each chunk due at ``max(t' + latency + U(0, jitter), previous due time on the
+    replica)`` with its own draws and bandwidth budget, then an end-of-stream when the
+    dialler closes the original.
+  - What the handler writes on the replica is accepted and discarded (the dialler never sees
+    it); once the dialler has closed the original, those writes fail as after any peer's
+    close.
+  - The replica never slows the original: when a copied chunk finds ``stream_buffer`` bytes
+    of the replica in flight or unread (where a sender would block), the replica breaks.
+  - Resets (``reset_probability`` per copied chunk), partitions, ``take_down``, either
+    side's ``disconnect`` of the other and the end of either side's ``serve`` break replicas
+    as they break connections; a replica also breaks when its original's connection breaks.
+    A broken replica raises :class:`trio.BrokenResourceError` in its handler and never
+    affects the original.
+  - Replicas are not connections: :meth:`MemoryNetwork.connected_peers` and
+    ``open_stream`` never see them. :class:`RouterStats` counts them apart.
 """
 
 from __future__ import annotations
@@ -86,6 +111,9 @@ class Faults:
     """Chance that a data chunk breaks its connection instead of arriving (0..1)."""
     dial_latency: float = 0.0
     """Time a dial takes before it connects or fails."""
+    duplicate_probability: float = 0.0
+    """Chance that an accepted stream is also replicated to the listener (0..1); see the
+    module docstring."""
 
     def __post_init__(self) -> None:
         for name in ("latency", "jitter", "dial_latency"):
@@ -96,10 +124,10 @@ class Faults:
             not isinstance(self.bandwidth, int | float) or not self.bandwidth > 0
         ):
             raise InvalidValue("Faults.bandwidth must be None or bytes per second > 0")
-        if not isinstance(self.reset_probability, int | float) or not (
-            0 <= self.reset_probability <= 1
-        ):
-            raise InvalidValue("Faults.reset_probability must be in 0..1")
+        for name in ("reset_probability", "duplicate_probability"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise InvalidValue(f"Faults.{name} must be in 0..1")
 
 
 @dataclass(slots=True)
@@ -113,7 +141,15 @@ class RouterStats:
     random_resets: int = 0
     streams: int = 0
     chunks_delivered: int = 0
+    """Data chunks delivered, replicas' included."""
     bytes_delivered: int = 0
+    """Bytes delivered, replicas' included."""
+    replicas: int = 0
+    """Streams replicated (``duplicate_probability``); each also counts once in ``streams``."""
+    replicas_broken: int = 0
+    """Replicas that broke (reset, partition, peer down, original broke, fell behind)."""
+    replicas_overrun: int = 0
+    """Of those, replicas broken because they fell ``stream_buffer`` bytes behind."""
 
 
 def _parse_addr(text: str) -> PeerId:
@@ -258,7 +294,9 @@ class _Channel:
         "link",
         "readable",
         "reader_gone",
+        "replica",
         "rng",
+        "sink",
         "space",
     )
 
@@ -273,6 +311,8 @@ class _Channel:
         self.reader_gone = False  # receiver closed: further sends fail
         self.readable = trio.lowlevel.ParkingLot()
         self.space = trio.lowlevel.ParkingLot()
+        self.replica: _Replica | None = None  # a dialler's channel copied to a replica
+        self.sink = False  # a replica's back channel: what is sent there is discarded
 
     def wake(self) -> None:
         self.readable.unpark_all()
@@ -303,6 +343,8 @@ class _Connection:
         self.next_stream = {dialer.local_peer: 1, listener.local_peer: 2}
         self.broken = False
         self.reason = ""
+        self.replica: _Replica | None = None  # set on a replica's connection-like path
+        self.retired = False  # a replica that ended normally
 
     def other(self, net: MemoryNetwork) -> MemoryNetwork:
         return self.listener if net is self.dialer else self.dialer
@@ -341,7 +383,7 @@ class _Connection:
         """Deliver chunks of the ``sender``'s direction at their due times until broken."""
         link = self.links[sender]
         router = self.router
-        while not self.broken:
+        while not self.broken and not self.retired:
             if not link.queue:
                 await link.changed.park()
                 continue
@@ -367,22 +409,86 @@ class _Connection:
     def break_(self, reason: str) -> None:
         """Break the connection: every stream on it fails on both sides; nothing in flight
         or unread survives."""
-        if self.broken:
+        if self.broken or self.retired:
             return
         self.broken = True
         self.reason = reason
-        self.router.stats.broken_connections += 1
+        if self.replica is not None:
+            self.router.stats.replicas_broken += 1
+        else:
+            self.router.stats.broken_connections += 1
         self.router._connections.discard(self)
         for net in (self.dialer, self.listener):
             net._forget(self)
         for channel in self.channels:
             channel.buffer.clear()
             channel.wake()
+            if channel.replica is not None:
+                channel.replica.conn.break_("its original stream broke")
         self.channels.clear()
         for link in self.links.values():
             link.queue.clear()
             link.changed.unpark_all()
         logger.debug("memory connection %s broke: %s", self.label, reason)
+
+    def retire(self) -> None:
+        """End a replica whose both ends are done (not a break: nothing is lost)."""
+        if self.broken or self.retired:
+            return
+        self.retired = True
+        self.router._connections.discard(self)
+        for net in (self.dialer, self.listener):
+            net._forget(self)
+        self.channels.clear()
+        for link in self.links.values():
+            link.queue.clear()
+            link.changed.unpark_all()
+
+
+class _Replica:
+    """A duplicate of one stream direction (dialler to listener) on its own path.
+
+    ``copy`` is the channel the listener's replica handler reads; ``sink`` is the channel it
+    writes into, which nobody reads.
+    """
+
+    __slots__ = ("conn", "copy", "sink")
+
+    def __init__(self, conn: _Connection, copy: _Channel, sink: _Channel) -> None:
+        self.conn = conn
+        self.copy = copy
+        self.sink = sink
+        sink.sink = True
+        conn.replica = self
+        conn.channels.update((copy, sink))
+
+    def forward(self, data: bytes | None) -> None:
+        """Replay a chunk the dialler sent (None: its end of stream) on the replica."""
+        conn = self.conn
+        copy = self.copy
+        if conn.broken or conn.retired:
+            return
+        if data is None:
+            if not copy.eof_sent:
+                copy.eof_sent = True
+                conn.schedule(copy, None)
+            # The replayed dialler is done and stops reading, as after any aclose.
+            self.sink.reader_gone = True
+            self.sink.wake()
+            self.maybe_retire()
+            return
+        if copy.reader_gone:
+            return
+        if copy.in_flight >= conn.router.stream_buffer:
+            conn.router.stats.replicas_overrun += 1
+            conn.break_("replica fell behind its original")
+            return
+        copy.in_flight += len(data)
+        conn.schedule(copy, data)
+
+    def maybe_retire(self) -> None:
+        if self.copy.reader_gone and self.copy.eof_sent:
+            self.conn.retire()
 
 
 class _MemoryStream(StreamGuards, trio.abc.Stream):
@@ -419,12 +525,18 @@ class _MemoryStream(StreamGuards, trio.abc.Stream):
                 self._check_send()
                 size = min(len(view), router.chunk_size)
                 out = self._out
+                if out.sink:  # a replica's handler writing back: nobody receives it
+                    view = view[size:]
+                    continue
                 while out.in_flight >= router.stream_buffer:
                     with self._until_closed():
                         await out.space.park()
                     self._check_send()
                 out.in_flight += size
-                self._conn.schedule(out, bytes(view[:size]))
+                chunk = bytes(view[:size])
+                self._conn.schedule(out, chunk)
+                if out.replica is not None:
+                    out.replica.forward(chunk)
                 view = view[size:]
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -478,18 +590,24 @@ class _MemoryStream(StreamGuards, trio.abc.Stream):
         """
         if self._mark_closed():
             conn = self._conn
-            if not conn.broken:
-                if not self._out.eof_sent:
-                    self._out.eof_sent = True
-                    conn.schedule(self._out, None)
+            if not conn.broken and not conn.retired:
+                out = self._out
+                if not out.eof_sent:
+                    out.eof_sent = True
+                    if not out.sink:
+                        conn.schedule(out, None)
+                    if out.replica is not None:
+                        out.replica.forward(None)
                 incoming = self._in
                 incoming.reader_gone = True
                 incoming.buffer.clear()
                 incoming.in_flight = 0
                 incoming.wake()
-                if self._out.reader_gone:
-                    conn.channels.discard(self._out)
+                if out.reader_gone:
+                    conn.channels.discard(out)
                     conn.channels.discard(incoming)
+                if conn.replica is not None:
+                    conn.replica.maybe_retire()
         await trio.lowlevel.checkpoint()
 
 
@@ -518,6 +636,7 @@ class MemoryNetwork(Network):
         self._handlers: dict[str, StreamHandler] = {}
         self._addrs: dict[PeerId, list[str]] = {}
         self._conns: dict[PeerId, list[_Connection]] = {}
+        self._replicas: set[_Connection] = set()  # replica paths to or from this node
         self._dials: dict[PeerId, _Dial] = {}
         self._handler_scopes: set[trio.CancelScope] = set()
         self._nursery: trio.Nursery | None = None
@@ -562,6 +681,9 @@ class MemoryNetwork(Network):
         return {peer for peer, conns in self._conns.items() if conns}
 
     def _forget(self, conn: _Connection) -> None:
+        if conn.replica is not None:
+            self._replicas.discard(conn)
+            return
         peer = conn.other(self).local_peer
         conns = self._conns.get(peer)
         if conns is not None and conn in conns:
@@ -592,6 +714,11 @@ class MemoryNetwork(Network):
             conn.channels.update((out, back))
             self._router.stats.streams += 1
             remote._spawn_handler(protocol, self._peer, _MemoryStream(conn, back, out))
+            if faults.duplicate_probability > 0 and (
+                self._router.rng(conn.label, stream_id, "duplicate").random()
+                < faults.duplicate_probability
+            ):
+                out.replica = self._replicate(conn, stream_id, protocol)
         stream = _MemoryStream(conn, out, back)
         try:
             await trio.sleep(faults.latency + back.rng.random() * faults.jitter)
@@ -604,6 +731,24 @@ class MemoryNetwork(Network):
                 await stream.aclose()
             raise
         return stream
+
+    def _replicate(self, conn: _Connection, stream_id: int, protocol: str) -> _Replica:
+        """Open a replica of stream ``stream_id`` of ``conn`` to the same handler."""
+        router = self._router
+        remote = conn.other(self)  # this side may be the connection's listener
+        path = _Connection(router, self, remote, 0)
+        path.label = f"{conn.label}/{stream_id}/replica"
+        copy = _Channel(path.links[self._peer], router.rng(path.label, "copy"))
+        sink = _Channel(path.links[remote.local_peer], router.rng(path.label, "sink"))
+        replica = _Replica(path, copy, sink)
+        router._connections.add(path)
+        self._replicas.add(path)
+        remote._replicas.add(path)
+        router.stats.replicas += 1
+        router.stats.streams += 1
+        self._start(path.pump, self._peer)
+        remote._spawn_handler(protocol, self._peer, _MemoryStream(path, sink, copy))
+        return replica
 
     async def _connect(self, peer: PeerId) -> _Connection:
         """The newest live connection to ``peer``; one dial per peer at a time, shared."""
@@ -671,6 +816,8 @@ class MemoryNetwork(Network):
         """Break every connection to ``peer``; its streams fail on both sides."""
         for conn in list(self._conns.get(peer, ())):
             conn.break_("disconnected")
+        for path in [p for p in self._replicas if p.other(self).local_peer == peer]:
+            path.break_("disconnected")
         await trio.lowlevel.checkpoint()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -699,6 +846,8 @@ class MemoryNetwork(Network):
                     for conns in list(self._conns.values()):
                         for conn in list(conns):
                             conn.break_("peer stopped")
+                    for path in list(self._replicas):
+                        path.break_("peer stopped")
                     for scope in list(self._handler_scopes):
                         scope.cancel()
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -13,7 +13,14 @@ import trio.testing
 
 from p2pdoc.errors import InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
-from p2pdoc.network.memory import Faults, MemoryNetwork, MemoryRouter, memory_addr
+from p2pdoc.network.memory import (
+    Faults,
+    MemoryNetwork,
+    MemoryRouter,
+    RouterStats,
+    _MemoryStream,
+    memory_addr,
+)
 from tests.network.conftest import echo, read_all, receive_exactly
 
 ECHO = "/test/echo/1"
@@ -61,6 +68,9 @@ def test_faults_are_validated() -> None:
         {"bandwidth": 0.0},
         {"reset_probability": 1.5},
         {"reset_probability": -0.1},
+        {"duplicate_probability": 1.5},
+        {"duplicate_probability": -0.1},
+        {"duplicate_probability": "0.5"},
     ):
         with pytest.raises(InvalidValue):
             Faults(**bad)  # type: ignore[arg-type]
@@ -311,3 +321,284 @@ def test_same_seed_same_outcome() -> None:
     assert sum(1 for *_, what in first if what != "ok") >= 3  # the scenario does lose data
     assert sum(1 for *_, what in first if what == "ok") == 120
     assert other != first
+
+
+# -- duplicated streams -------------------------------------------------------------------
+
+SINK = "/test/sink/1"
+
+
+def is_replica(stream: trio.abc.Stream) -> bool:
+    """Whether a handler's stream is a replica (the router's own bookkeeping)."""
+    assert isinstance(stream, _MemoryStream)
+    return stream._conn.replica is not None
+
+
+async def test_replica_receives_exactly_the_originals_bytes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    router = MemoryRouter(
+        3, Faults(latency=0.01, jitter=0.02, duplicate_probability=1.0), chunk_size=4096
+    )
+    payload = random.Random(5).randbytes(200_000)
+    received: dict[bool, bytes] = {}
+    both_done = trio.Event()
+
+    async def collect(peer: PeerId, stream: trio.abc.Stream) -> None:
+        assert peer == a.local_peer  # the replica comes "from" the dialler too
+        received[is_replica(stream)] = await read_all(stream)
+        if len(received) == 2:
+            both_done.set()
+
+    async with bounded_nursery() as nursery:
+        a, b = await start(nursery, router, 1), await start(nursery, router, 2)
+        b.set_handler(SINK, collect)
+        know(a, b)
+        stream = await a.open_stream(b.local_peer, SINK)
+        for offset in range(0, len(payload), 30_001):  # uneven writes across chunk bounds
+            await stream.send_all(payload[offset : offset + 30_001])
+        await stream.aclose()
+        await both_done.wait()
+        assert received == {False: payload, True: payload}
+        assert router.stats.replicas == 1 and router.stats.replicas_broken == 0
+        assert router._connections == set(a._conns[b.local_peer])  # the replica retired
+        assert a.connected_peers() == {b.local_peer}  # replicas are not connections
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_stream_opened_by_the_connections_listener_is_replicated_to_the_dialler(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    router = MemoryRouter(8, Faults(latency=0.01))
+    received: list[tuple[PeerId, bytes, bool]] = []
+
+    async def collect(peer: PeerId, stream: trio.abc.Stream) -> None:
+        received.append((peer, await read_all(stream), is_replica(stream)))
+
+    async with bounded_nursery() as nursery:
+        a, b = await start(nursery, router, 1), await start(nursery, router, 2)
+        a.set_handler(SINK, collect)
+        know(a, b)
+        know(b, a)
+        await ping(a, b.local_peer)  # a dials b; b now opens its stream on that connection
+        router.faults = Faults(latency=0.01, duplicate_probability=1.0)
+        stream = await b.open_stream(a.local_peer, SINK)
+        await stream.send_all(b"from the listener")
+        await stream.aclose()
+        await wait_until(lambda: len(received) == 2)
+        assert sorted(received, key=lambda r: r[2]) == [
+            (b.local_peer, b"from the listener", False),
+            (b.local_peer, b"from the listener", True),
+        ]
+        assert router.stats.connections == 1 and router.stats.replicas == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_replica_writes_never_reach_the_dialler(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    router = MemoryRouter(4, Faults(latency=0.01, duplicate_probability=1.0))
+    finished: list[bool] = []
+    both_done = trio.Event()
+
+    async def answer(peer: PeerId, stream: trio.abc.Stream) -> None:
+        question = await receive_exactly(stream, 5)
+        # More than a stream buffer: a replica answer that went anywhere would block.
+        reply = (b"replica:" if is_replica(stream) else b"original") + bytes(600_000)
+        await stream.send_all(question + reply)
+        finished.append(is_replica(stream))
+        if len(finished) == 2:
+            both_done.set()
+        await stream.aclose()
+
+    async with bounded_nursery() as nursery:
+        a, b = await start(nursery, router, 1), await start(nursery, router, 2)
+        b.set_handler("/test/answer/1", answer)
+        know(a, b)
+        stream = await a.open_stream(b.local_peer, "/test/answer/1")
+        await stream.send_all(b"hello")
+        reply = await read_all(stream)
+        assert reply == b"hello" + b"original" + bytes(600_000)  # one answer, the original's
+        await both_done.wait()
+        assert sorted(finished) == [False, True]
+        await stream.aclose()
+        assert router.stats.replicas == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_stalled_replica_breaks_without_blocking_the_original(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    router = MemoryRouter(5, Faults(latency=0.01, duplicate_probability=1.0))
+    payload = random.Random(6).randbytes(3 * router.stream_buffer)
+    original: list[bytes] = []
+    replica_outcome: list[str] = []
+    replica_done = trio.Event()
+    resume = trio.Event()
+
+    async def handler(peer: PeerId, stream: trio.abc.Stream) -> None:
+        if not is_replica(stream):
+            original.append(await read_all(stream))
+            return
+        await resume.wait()  # a handler that does not read
+        try:
+            await read_all(stream)
+            replica_outcome.append("complete")
+        except trio.BrokenResourceError:
+            replica_outcome.append("broken")
+        replica_done.set()
+
+    async with bounded_nursery() as nursery:
+        a, b = await start(nursery, router, 1), await start(nursery, router, 2)
+        b.set_handler(SINK, handler)
+        know(a, b)
+        stream = await a.open_stream(b.local_peer, SINK)
+        with trio.fail_after(5):  # virtual: 3 buffers at 10 ms a round trip, never blocked
+            await stream.send_all(payload)
+            await stream.aclose()
+        assert router.stats.replicas_overrun == 1 and router.stats.replicas_broken == 1
+        resume.set()
+        await replica_done.wait()
+        assert replica_outcome == ["broken"]
+        await wait_until(lambda: bool(original))
+        assert original == [payload]
+        assert router.stats.broken_connections == 0  # the original's connection is intact
+        nursery.cancel_scope.cancel()
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await trio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+async def test_partition_and_take_down_break_replicas(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    router = MemoryRouter(6, Faults(latency=0.01, duplicate_probability=1.0))
+    outcomes: list[tuple[bool, str]] = []
+
+    async def wait(peer: PeerId, stream: trio.abc.Stream) -> None:
+        try:
+            await read_all(stream)
+            outcomes.append((is_replica(stream), "eof"))
+        except trio.BrokenResourceError:
+            outcomes.append((is_replica(stream), "broken"))
+
+    async with bounded_nursery() as nursery:
+        a, b = await start(nursery, router, 1), await start(nursery, router, 2)
+        b.set_handler("/test/wait/1", wait)
+        know(a, b)
+        stream = await a.open_stream(b.local_peer, "/test/wait/1")
+        await stream.send_all(b"some")
+        await trio.sleep(0.1)
+        router.partition([a.local_peer], [b.local_peer])
+        await wait_until(lambda: len(outcomes) == 2)
+        assert sorted(outcomes) == [(False, "broken"), (True, "broken")]
+        assert router.stats.replicas_broken == 1 and router._connections == set()
+        router.heal()
+        outcomes.clear()
+        stream = await a.open_stream(b.local_peer, "/test/wait/1")
+        await stream.send_all(b"more")
+        await trio.sleep(0.1)
+        router.take_down(a.local_peer)
+        await wait_until(lambda: len(outcomes) == 2)
+        assert sorted(outcomes) == [(False, "broken"), (True, "broken")]
+        assert router.stats.replicas == 2 and router.stats.replicas_broken == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_resets_hit_replicas_and_spare_their_originals(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    router = MemoryRouter(7, Faults(latency=0.01, reset_probability=0.3, duplicate_probability=1.0))
+    outcomes: dict[str, dict[bool, str]] = {}
+
+    async def wait(peer: PeerId, stream: trio.abc.Stream) -> None:
+        replica = is_replica(stream)
+        try:
+            data = (await read_all(stream)).decode()
+            outcomes.setdefault(data, {})[replica] = "eof"
+        except trio.BrokenResourceError:
+            outcomes.setdefault(f"? {len(outcomes)}", {})[replica] = "broken"
+
+    async with bounded_nursery() as nursery:
+        a, b = await start(nursery, router, 1), await start(nursery, router, 2)
+        b.set_handler("/test/wait/1", wait)
+        know(a, b)
+        for number in range(20):
+            try:
+                stream = await a.open_stream(b.local_peer, "/test/wait/1")
+                await stream.send_all(b"%d" % number)
+                await stream.aclose()
+            except (PeerUnreachable, trio.BrokenResourceError):
+                pass
+            await trio.sleep(0.1)  # one stream at a time: a reset breaks only its own
+        # A reset drawn for a replica's chunk breaks the replica alone.
+        spared = [
+            n for n, seen in outcomes.items() if seen.get(False) == "eof" and True not in seen
+        ]
+        assert spared and router.stats.replicas_broken >= len(spared)
+        # Each spared original's replica broke on a reset of its own path.
+        resets = router.stats.random_resets
+        assert resets >= router.stats.broken_connections + len(spared)
+        nursery.cancel_scope.cancel()
+
+
+async def _replica_scenario(
+    seed: int, probability: float
+) -> tuple[list[tuple[float, str, bool]], RouterStats]:
+    """Forty streams, each carrying its number; returns which handler saw what, when."""
+    router = MemoryRouter(
+        seed, Faults(latency=0.01, jitter=0.03, duplicate_probability=probability)
+    )
+    seen: list[tuple[float, str, bool]] = []
+    start_time = trio.current_time()
+
+    async def record(peer: PeerId, stream: trio.abc.Stream) -> None:
+        data = await read_all(stream)
+        seen.append((trio.current_time() - start_time, data.decode(), is_replica(stream)))
+
+    async with bounded_nursery() as nursery:
+        a, b = await start(nursery, router, 1), await start(nursery, router, 2)
+        b.set_handler(SINK, record)
+        know(a, b)
+
+        async def send(stream: trio.abc.Stream, number: int) -> None:
+            await stream.send_all(b"stream %d" % number)
+            await stream.aclose()
+
+        async with trio.open_nursery() as inner:
+            for number in range(40):
+                # Opened in order (stream numbers are part of the seeded names), sent at once.
+                stream = await a.open_stream(b.local_peer, SINK)
+                inner.start_soon(send, stream, number)
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    return sorted(seen), router.stats
+
+
+def run_replicas(
+    seed: int, probability: float
+) -> tuple[list[tuple[float, str, bool]], RouterStats]:
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    return trio.run(_replica_scenario, seed, probability, clock=clock)
+
+
+def test_same_seed_same_replicas() -> None:
+    first, first_stats = run_replicas(42, 0.3)
+    second, second_stats = run_replicas(42, 0.3)
+    other, _ = run_replicas(43, 0.3)
+    assert first == second and first_stats == second_stats
+    replicated = [what for what in first if what[2]]
+    assert 3 <= len(replicated) <= 30 and len(first) == 40 + len(replicated)
+    assert {what[1] for what in replicated} < {what[1] for what in first}
+    assert other != first
+
+
+def test_probability_zero_never_replicates() -> None:
+    seen, stats = run_replicas(42, 0.0)
+    assert len(seen) == 40 and not any(what[2] for what in seen)
+    assert stats.replicas == 0

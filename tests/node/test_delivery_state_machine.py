@@ -1,4 +1,5 @@
-"""Stateful test of delivery: sends, crashes, restarts, lossy links, partitions, replays.
+"""Stateful test of delivery: sends, crashes, restarts, lossy links, partitions, replays
+(offers replayed in a session, and whole session streams duplicated by the router).
 
 The mesh runs in a trio thread under a MockClock; virtual time moves only while a rule runs
 (autojump on inside rules, off between them), so every example is deterministic. Invariants,
@@ -187,9 +188,16 @@ class DeliveryMachine(RuleBasedStateMachine):
         self.trio.call(self.mesh.start, self.agencies[index], horizon=0.1)
         self.down.discard(index)
 
-    @rule(reset=st.sampled_from([0.0, 0.02, 0.2]))
-    def links(self, reset: float) -> None:
-        self.mesh.router.faults = Faults(latency=0.005, jitter=0.005, reset_probability=reset)
+    @rule(
+        reset=st.sampled_from([0.0, 0.02, 0.2]),
+        duplicate=st.sampled_from([0.0, 0.3, 1.0]),
+    )
+    def links(self, reset: float, duplicate: float) -> None:
+        """Lossy links; streams replayed to the recipient (refused at admission)."""
+        self.mesh.router.faults = Faults(
+            latency=0.005, jitter=0.005, reset_probability=reset, duplicate_probability=duplicate
+        )
+        event(f"duplicate_probability={duplicate}")
 
     @rule(a=st.integers(0, 2), b=st.integers(0, 2))
     def partition(self, a: int, b: int) -> None:
