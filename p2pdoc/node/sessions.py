@@ -29,7 +29,8 @@ class Sessions:
     """Keeps at most one live session per peer for our own requests; accepts the peer's.
 
     Sessions run in the nursery given to :meth:`run`. A peer that fails admission is
-    disconnected at the transport.
+    disconnected at the transport, unless it already holds an admitted session: then only the
+    refused stream is closed.
     """
 
     def __init__(self, ctx: NodeContext, network: Network, handler: SessionHandler) -> None:
@@ -114,7 +115,12 @@ class Sessions:
             session = await self._establish(peer, stream)
         except P2pdocError as exc:
             log.info("refused %s: %s", peer, exc)
-            await self._refuse(peer)
+            if self.find(peer) is None:
+                await self._refuse(peer)
+            else:
+                # The peer holds an admitted session: a stream that fails admission (a replay,
+                # a confused client) is closed alone, not the connection the session runs on.
+                self.refused += 1
             return
         previous = self.find(peer)
         if previous is None:
