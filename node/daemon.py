@@ -350,6 +350,7 @@ class Daemon:
         settings = self.settings
         assert self._trust is not None
         lists = [settings.resolve(p) for p in settings.trust.revocation_lists]
+        loaded = False
         for path in revocation_files(lists):
             try:
                 mtime = path.stat().st_mtime
@@ -361,8 +362,12 @@ class Daemon:
             try:
                 if add_revocation_file(self._trust, path, now=self._now()):
                     log.info("revocation list %s loaded", path, extra={"event": "crl"})
+                    loaded = True
             except P2pdocError as exc:
                 log.warning("revocation list %s refused: %s", path, exc)
+        if loaded and self.desk is not None:
+            # Peers revoked by the new lists lose their sessions now, not at their next dial.
+            self.desk.node.readmit_peers()
         try:
             mtime = settings.path.stat().st_mtime
         except OSError:

@@ -182,7 +182,8 @@ class Mesh:
         return store
 
     def revoke(self, agency: Agency | AgencyCode | str) -> None:
-        """Revoke an agency's node certificate; every node learns it at once."""
+        """Revoke an agency's node certificate; every node learns it at once and closes
+        its sessions with the revoked node."""
         record = self._agency(agency)
         top = record.code.root
         revocation = self.sub_ca(top).issue_revocation_list(
@@ -195,6 +196,9 @@ class Mesh:
             gate.trust.add_revocation_list(
                 revocation, now=self._now, issuer_chain=self.sub_ca(top).chain
             )
+        for other in self.agencies.values():
+            if other.node is not None:
+                other.node.readmit_peers()
 
     def node(self, agency: Agency | AgencyCode | str) -> Node:
         record = self._agency(agency)

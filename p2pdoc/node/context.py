@@ -70,6 +70,11 @@ class NodeTrust(Protocol):
         """Evidence signers: see :class:`p2pdoc.delivery.evidence.NodeVerifier`."""
         ...
 
+    def readmit(self, evidence: object) -> str | None:
+        """Check an admitted peer again, now (``evidence`` as :meth:`admit` returned it):
+        None if it would still be admitted, else why not (revoked since, expired...)."""
+        ...
+
     def verify_document(
         self, root: Cid, signatures: bytes, manifest: Manifest, at: _dt.datetime
     ) -> None:

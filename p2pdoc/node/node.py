@@ -421,10 +421,18 @@ class Node:
 
     # -- housekeeping -------------------------------------------------------------------
 
+    def readmit_peers(self) -> int:
+        """Check every connected peer's certificate chain again and close the sessions of
+        those that would no longer be admitted (revoked or expired since). Call it after
+        adding a revocation list to the trust store; housekeeping runs it too. Returns how
+        many sessions were closed."""
+        return self._sessions.readmit()
+
     async def housekeeping(self) -> tuple[int, int]:
         """One housekeeping round (the node runs one every ``housekeeping_interval``):
-        receptions without progress for ``receive.abandon_after`` are given up, then blocks
-        that no document, draft or reception keeps are deleted from the store.
+        sessions of peers no longer admitted are closed (:meth:`readmit_peers`), receptions
+        without progress for ``receive.abandon_after`` are given up, then blocks that no
+        document, draft or reception keeps are deleted from the store.
 
         Returns:
             (receptions given up, blocks deleted).
@@ -432,6 +440,7 @@ class Node:
         Raises:
             StoreError: the store failed; the next round carries on.
         """
+        self.readmit_peers()
         abandoned = await self._receiver.sweep()
         collected = await self._ctx.store.collect_garbage()
         self._collected += collected

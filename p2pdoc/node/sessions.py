@@ -8,6 +8,7 @@ from contextlib import suppress
 import trio
 
 from p2pdoc.errors import (
+    AdmissionRefused,
     ConnectionLost,
     NetworkError,
     P2pdocError,
@@ -38,6 +39,7 @@ class Sessions:
         self._network = network
         self._handler = handler
         self._live: dict[PeerId, Session] = {}
+        self._running: set[Session] = set()
         self._dialling: dict[PeerId, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
         self.refused = 0
@@ -103,9 +105,11 @@ class Sessions:
         await self._nursery.start(self._watch, session)
 
     async def _watch(self, session: Session, *, task_status: trio.TaskStatus[None]) -> None:
+        self._running.add(session)
         try:
             await session.run(task_status=task_status)
         finally:
+            self._running.discard(session)
             if self._live.get(session.peer.peer) is session:
                 del self._live[session.peer.peer]
             log.debug("session with %s closed: %s", session.peer.agency, session.close_reason)
@@ -125,9 +129,11 @@ class Sessions:
         previous = self.find(peer)
         if previous is None:
             self._live[peer] = session
+        self._running.add(session)
         try:
             await session.run()
         finally:
+            self._running.discard(session)
             if self._live.get(peer) is session:
                 del self._live[peer]
 
@@ -135,6 +141,19 @@ class Sessions:
         self.refused += 1
         with suppress(NetworkError):
             await self._network.disconnect(peer)
+
+    def readmit(self) -> int:
+        """Check every session's peer again (after a new revocation list, or as time
+        passes certificates' end) and close those that would no longer be admitted; their
+        requests in flight fail with :class:`AdmissionRefused`. Returns how many."""
+        closed = 0
+        for session in list(self._running):
+            reason = None if session.closed else self._ctx.trust.readmit(session.peer.evidence)
+            if reason is not None:
+                log.warning("closing the session with %s: %s", session.peer.agency, reason)
+                session.close(AdmissionRefused(f"no longer admitted: {reason}"))
+                closed += 1
+        return closed
 
     def close_all(self) -> None:
         for session in list(self._live.values()):

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from p2pdoc.codecs.cid import Cid
+from p2pdoc.errors import VerificationError
 from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.ids import AgencyCode, PeerId
 from p2pdoc.model.manifest import Manifest
@@ -101,6 +102,20 @@ class TrustGate:
         )
         verify_signature(node.public_key, SignatureAlgorithm.ED25519, payload, signature)
         return node.agency, node
+
+    def readmit(self, evidence: object) -> str | None:
+        if not isinstance(evidence, VerifiedNode) or not evidence.chain:
+            return None
+        try:
+            verify_node_chain(
+                evidence.chain,
+                expected_peer=evidence.peer,
+                trust=self.trust,
+                now=to_datetime(self.clock.now_ms()),
+            )
+        except VerificationError as exc:
+            return str(exc)
+        return None
 
     def verify_node(
         self, chain: Sequence[bytes], peer: PeerId, at: _dt.datetime

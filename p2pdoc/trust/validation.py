@@ -42,7 +42,7 @@ import datetime as _dt
 import enum
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -175,6 +175,8 @@ class VerifiedNode:
         fingerprints: SHA-256 of each certificate, leaf to root.
         revocation: the revocation list versions relied on.
         valid_until: when the node certificate (or one above it) expires.
+        chain: the DER certificates validated, leaf first (to validate them again later,
+            e.g. when a newer revocation list arrives).
     """
 
     agency: AgencyCode
@@ -185,6 +187,7 @@ class VerifiedNode:
     fingerprints: tuple[bytes, ...]
     revocation: tuple[RevocationCheck, ...]
     valid_until: _dt.datetime
+    chain: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 class TrustStore:
@@ -633,4 +636,5 @@ def verify_node_chain(
         fingerprints=verified.fingerprints,
         revocation=verified.revocation,
         valid_until=verified.valid_until,
+        chain=tuple(bytes(c) for c in chain),
     )

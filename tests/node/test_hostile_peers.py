@@ -318,6 +318,29 @@ async def test_revoked_node_is_refused_and_cannot_be_delivered_to(
             await mesh.node(LAO_CAI)._sessions.get(gov.identity.peer_id)
 
 
+async def test_a_node_revoked_while_connected_loses_its_sessions_at_once(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with mesh.run():
+        gov, lc = mesh.agencies[AgencyCode(GOV)], mesh.agencies[AgencyCode(LAO_CAI)]
+        document = await mesh.node(gov).create_document(
+            envelope(gov.code, lc.code), files(10), signer=gov.signers
+        )
+        entries = await (await mesh.node(gov).send(document)).wait()
+        assert entries[lc.code].state is OutboxState.DELIVERED
+        session = mesh.node(gov)._sessions.find(lc.identity.peer_id)
+        assert session is not None
+        mesh.revoke(LAO_CAI)
+        # Not at its next dial: now, with the reason.
+        assert session.closed
+        assert isinstance(session.close_reason, AdmissionRefused)
+        assert "revoked" in str(session.close_reason)
+        assert mesh.node(gov)._sessions.find(lc.identity.peer_id) is None
+        # Sessions between agencies still in good standing are left alone.
+        assert mesh.node(gov).readmit_peers() == 0
+        await good_delivery_still_works(mesh)
+
+
 async def test_peer_sending_an_oversized_frame_during_admission_is_unreachable(
     mesh: Mesh, autojump_clock: trio.testing.MockClock
 ) -> None:
