@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "PeerRecord": "p2pdoc.node",
     "ReceiveConfig": "p2pdoc.node",
     "SendHandle": "p2pdoc.node",
+    "SessionLimits": "p2pdoc.protocol.session",
     "StatusTrail": "p2pdoc.node",
     "TrioWallClock": "p2pdoc.node",
     "DocumentSigners": "p2pdoc.node.trustgate",
@@ -135,6 +136,7 @@ __all__ = [
     "SQLiteConfig",
     "SQLiteStore",
     "SendHandle",
+    "SessionLimits",
     "SignaturePolicy",
     "SignerInfo",
     "SigningKey",
@@ -223,6 +225,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         SignaturePolicy,
         TrustGate,
     )
+    from p2pdoc.protocol.session import SessionLimits
     from p2pdoc.simulation import Mesh
     from p2pdoc.store import MemoryStore, SQLiteConfig, SQLiteStore, Store
     from p2pdoc.trust import (

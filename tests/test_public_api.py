@@ -18,8 +18,8 @@ PUBLIC = {
     "Multicodec", "Network", "Node", "NodeConfig", "NodeIdentity", "Organization", "OutboxEntry",
     "OutboxState", "P2pdocError", "PeerDirectory", "PeerId", "PeerRecord", "Priority",
     "ReceiveConfig", "Receipt", "ResponseFor", "RetryPolicy", "RevocationList", "SQLiteConfig",
-    "SQLiteStore", "SendHandle", "SignaturePolicy", "SignerInfo", "SigningKey", "Staff",
-    "StatusCode", "StatusReport", "StatusTrail", "SteeringType", "Store", "TrioWallClock",
+    "SQLiteStore", "SendHandle", "SessionLimits", "SignaturePolicy", "SignerInfo", "SigningKey",
+    "Staff", "StatusCode", "StatusReport", "StatusTrail", "SteeringType", "Store", "TrioWallClock",
     "TrustGate", "TrustStore", "verify_evidence",
 }  # fmt: skip
 
