@@ -111,12 +111,15 @@ class SendHandle:
         """
         sender = self._node._sender
         while True:
-            entries = sender.entries(self.root)
+            # Watch before looking, so that a change while the store is read is not missed;
+            # the store holds what finished before a restart (memory holds the unfinished).
+            changed = sender.changed(self.root)
+            entries = await sender.load_entries(self.root)
             if all(
                 entries.get(r) is not None and entries[r].state.terminal for r in self.recipients
             ):
                 return {r: entries[r] for r in self.recipients}
-            await sender.wait_changed(self.root)
+            await changed.wait()
 
     async def receipts(self) -> dict[AgencyCode, Receipt]:
         """The verified receipts received so far."""

@@ -449,9 +449,12 @@ class Sender:
                 out[code] = OutboxEntry.from_value(value)
         return out
 
+    def changed(self, root: Cid) -> trio.Event:
+        """An event set at the next change of ``root``'s entries."""
+        return self._changed.setdefault(root, trio.Event())
+
     async def wait_changed(self, root: Cid) -> None:
-        event = self._changed.setdefault(root, trio.Event())
-        await event.wait()
+        await self.changed(root).wait()
 
     def _notify(self, root: Cid) -> None:
         event = self._changed.pop(root, None)
@@ -514,6 +517,9 @@ class Sender:
             return
         if now >= entry.deadline:
             if key not in self._running:
+                # Marked running like an attempt: two timers due together (after downtime,
+                # say) expire it once.
+                self._running.add(key)
                 nursery.start_soon(self._expire, key)
             return
         due = entry.next_at if entry.state is OutboxState.RETRY_WAIT else 0
@@ -526,8 +532,11 @@ class Sender:
             nursery.start_soon(self._attempt, key)
 
     async def _expire(self, key: tuple[Cid, AgencyCode]) -> None:
-        entry = advance_outbox(self._current(key), DeadlinePassed(self._ctx.clock.now_ms()))
-        await self._save(key, entry)
+        try:
+            entry = advance_outbox(self._current(key), DeadlinePassed(self._ctx.clock.now_ms()))
+            await self._save(key, entry)
+        finally:
+            self._running.discard(key)
         log.warning("delivery of %s to %s failed: %s", key[0], key[1], entry.last_error)
 
     async def _save(

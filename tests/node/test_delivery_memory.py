@@ -363,3 +363,40 @@ async def test_documents_whose_creation_fails_leave_no_blocks_behind(
         await gov.store.collect_garbage()
         assert await gov.store.block_count() == before
         assert not await gov.store.has_block(cid)
+
+
+async def test_a_deadline_passed_during_downtime_fails_the_delivery_once(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its retry and its deadline both fall due at the restart: one failure, written and
+    logged once; and the handle of a document finished before a restart still answers."""
+    mesh = Mesh(seed=5)
+    gov = mesh.add_agency(GOV)
+    qn = mesh.add_agency(QUANG_NINH)
+    async with mesh.run():
+        await mesh.crash(qn)  # the recipient is down throughout
+        node = mesh.node(gov)
+        document = await node.create_document(
+            envelope(gov.code, qn.code), files(10), signer=gov.signers
+        )
+        await node.send(document, deadline=600)
+        await trio.sleep(30)
+        (state,) = mesh.node(gov).handle(document).states().values()
+        assert state is OutboxState.RETRY_WAIT
+        await mesh.crash(gov)
+        await trio.sleep(3600)  # both its retry and its deadline fall due while it is down
+        await mesh.start(gov)
+        with trio.fail_after(60):
+            entries = await mesh.node(gov).handle(document).wait()
+        entry = entries[qn.code]
+        assert entry.state is OutboxState.FAILED
+        failed = [h for h in entry.history if h[1] == OutboxState.FAILED.value]
+        assert len(failed) == 1, entry.history
+        logged = [r for r in caplog.records if "failed: deadline" in r.getMessage()]
+        assert len(logged) == 1, [r.getMessage() for r in logged]
+        # Finished before a restart: the handle answers from the store.
+        await mesh.crash(gov)
+        await mesh.start(gov)
+        with trio.fail_after(60):
+            again = await mesh.node(gov).handle(document).wait()
+        assert again[qn.code].state is OutboxState.FAILED
