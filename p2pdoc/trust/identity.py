@@ -255,6 +255,7 @@ class NodeIdentity:
             tmp.write_bytes(pem)
             os.replace(tmp, chain_path)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise KeyFileError(str(chain_path), f"cannot write: {exc.strerror}") from None
 
     @classmethod

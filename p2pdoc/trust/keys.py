@@ -139,6 +139,8 @@ def verify_signature(
             public_key.verify(signature, data)
         except InvalidSignature:
             raise SignatureInvalid("signature does not verify") from None
+        except TypeError:  # not bytes
+            raise SignatureInvalid("malformed signature or data") from None
         return
     kind = key_algorithm_of(public_key)
     if kind is None:

@@ -239,7 +239,13 @@ class RevocationList:
         return serial in self._revoked
 
     def is_stale(self, now: _dt.datetime) -> bool:
-        """True once ``now`` is past the promised next update."""
+        """True once ``now`` is past the promised next update.
+
+        Raises:
+            InvalidValue: ``now`` is not a timezone-aware datetime.
+        """
+        if not isinstance(now, _dt.datetime) or now.tzinfo is None:
+            raise InvalidValue("now must be a timezone-aware datetime")
         return self.next_update is not None and now > self.next_update
 
     def to_bytes(self) -> bytes:

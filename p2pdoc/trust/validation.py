@@ -124,7 +124,12 @@ class RevocationCheck:
     next_update: _dt.datetime | None
 
     def is_stale(self, now: _dt.datetime) -> bool:
-        """True when no list was known, or the one used is past its next update."""
+        """True when no list was known, or the one used is past its next update.
+
+        Raises:
+            InvalidValue: ``now`` is not a timezone-aware datetime.
+        """
+        now = require_aware(now)
         return self.version is None or (self.next_update is not None and now > self.next_update)
 
 

@@ -182,6 +182,9 @@ def test_verification_refuses_an_algorithm_that_does_not_fit_the_key() -> None:
         verify_signature(
             p256.public_key, SignatureAlgorithm.ECDSA_P384_SHA384, b"data", p256.sign(b"data")
         )
+    for bad in ("not bytes", None):
+        with pytest.raises(SignatureInvalid):
+            verify_signature(ed.public_key, SignatureAlgorithm.ED25519, b"data", bad)  # type: ignore[arg-type]
 
 
 def test_node_identity_save_writes_nothing_when_a_file_already_exists(
@@ -192,6 +195,14 @@ def test_node_identity_save_writes_nothing_when_a_file_already_exists(
         pki.h49_node.save(tmp_path, passphrase=PASSPHRASE)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node-chain.pem"]
     assert (tmp_path / "node-chain.pem").read_bytes() == b"an earlier chain"
+
+
+def test_a_chain_that_cannot_be_written_leaves_no_temporary_file(pki: Pki, tmp_path: Path) -> None:
+    (tmp_path / "node-chain.pem").mkdir()  # something in the way that cannot be replaced
+    (tmp_path / "node-chain.pem" / "x").write_bytes(b"")
+    with pytest.raises(KeyFileError, match="cannot write"):
+        pki.h49_node.save(tmp_path, passphrase=PASSPHRASE, overwrite=True)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_node_identity_with_a_rejected_chain_certificate_is_a_key_file_error(

@@ -187,6 +187,13 @@ def test_stale_cached_list_keeps_working_and_says_so(pki: Pki) -> None:
     assert ok.revocation[0].version == 1
     assert ok.revocation[0].is_stale(much_later)
     assert not ok.revocation[0].is_stale(NOW)
+    naive = much_later.replace(tzinfo=None)
+    with pytest.raises(InvalidValue):
+        ok.revocation[0].is_stale(naive)
+    (held,) = trust.revocation_lists()
+    with pytest.raises(InvalidValue):
+        held.is_stale(naive)
+    assert held.is_stale(much_later)
     with pytest.raises(CertificateRevoked):
         trust.validate(revoked.chain, purpose=SIGNER, now=much_later)
 
