@@ -125,11 +125,14 @@ def _b64decode(text: str, *, urlsafe: bool) -> bytes:
     if "=" in text:
         raise DecodeError("multibase base64 text must not be padded")
     padded = text + "=" * (-len(text) % 4)
+    altchars = b"-_" if urlsafe else None
     try:
-        altchars = b"-_" if urlsafe else None
-        return base64.b64decode(padded.encode("ascii"), altchars, validate=True)
+        raw = base64.b64decode(padded.encode("ascii"), altchars, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise DecodeError(f"invalid base64: {exc}") from exc
+    if base64.b64encode(raw, altchars).decode("ascii").rstrip("=") != text:
+        raise DecodeError("base64 text has non-zero padding bits")
+    return raw
 
 
 def multibase_encode_base32(data: bytes) -> str:

@@ -195,6 +195,16 @@ def test_bad_cids_say_why(text: str, complaint: str) -> None:
         Cid.parse(text)
 
 
+@pytest.mark.parametrize(("canonical", "other"), [("mAA", "mAB"), ("uAP8", "uAP9"), ("bae", "baf")])
+def test_one_text_per_byte_string_unused_bits_must_be_zero(canonical: str, other: str) -> None:
+    from p2pdoc.codecs.multiformats import multibase_decode
+    from p2pdoc.errors import DecodeError
+
+    multibase_decode(canonical)
+    with pytest.raises(DecodeError, match="padding bits"):
+        multibase_decode(other)
+
+
 @given(st.binary(max_size=80))
 def test_random_cid_bytes_raise_only_project_errors(data: bytes) -> None:
     from p2pdoc.errors import DecodeError
