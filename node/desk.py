@@ -710,10 +710,8 @@ class Desk:
         """
         root = _parse_root(root_text)
         item = await self.node.received(root)
-        before = await self.node.inbox_entry(root)
         await self._index_received(item)
-        await self.node.ack(root)
-        if before is not None and before.state is InboxState.STORED:
+        if await self.node.ack(root):
             self._unacked = max(0, self._unacked - 1)
             self.activity.emit("document.acked", root=str(root))
         return {"root": str(root), "state": InboxState.ACKED.value}

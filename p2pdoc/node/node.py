@@ -383,14 +383,17 @@ class Node:
                 out.append((key, await self._receiver.item(root, entry)))
         return out
 
-    async def ack(self, root: Cid) -> None:
+    async def ack(self, root: Cid) -> bool:
         """Mark a received document taken by the application (idempotent).
+
+        Returns:
+            True if this call acknowledged it, False if it already was acknowledged.
 
         Raises:
             NotFound: no such received document.
         """
         await self.received(root)
-        await self._receiver.ack(root)
+        return await self._receiver.ack(root)
 
     def peers(self) -> list[PeerStatus]:
         """Every peer in the directory or with a live session, ordered by agency code."""

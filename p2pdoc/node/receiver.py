@@ -40,7 +40,7 @@ from p2pdoc.model.envelope import Envelope
 from p2pdoc.model.ids import AgencyCode, PeerId
 from p2pdoc.model.manifest import FileEntry, Manifest
 from p2pdoc.node.batcher import EvidenceBatcher
-from p2pdoc.node.context import NodeContext, doc_owner
+from p2pdoc.node.context import KeyedLocks, NodeContext, doc_owner
 from p2pdoc.node.sessions import Sessions
 from p2pdoc.node.status import StatusDesk
 from p2pdoc.protocol.messages import Offer, OfferOutcome, OfferResult
@@ -206,6 +206,7 @@ class Receiver:
         self._seq = 0
         self._nursery: trio.Nursery | None = None
         self._sweeping: set[Cid] = set()
+        self._acking: KeyedLocks[Cid] = KeyedLocks()
         self.received = 0
         self.abandoned = 0
         self.duplicates = 0
@@ -274,20 +275,23 @@ class Receiver:
             opened=opened,
         )
 
-    async def ack(self, root: Cid) -> None:
-        entry = await self.entry(root)
-        if entry is None:
-            raise NotFound(f"no inbox entry for {root}")
-        if entry.state is InboxState.ACKED:
-            return
-        acked = advance_inbox(entry, Acked(self._ctx.clock.now_ms()))
-        await self._ctx.store.write(
-            [
-                PutRecord(INBOX, str(root), acked.to_value()),
-                DeleteRecord(INBOX_ORDER, f"{entry.seq:016d}"),
-            ]
-        )
-        self._remember(root, acked)
+    async def ack(self, root: Cid) -> bool:
+        """Acknowledge ``root``; False if it already was (concurrent calls: one gets True)."""
+        async with self._acking.hold(root):
+            entry = await self.entry(root)
+            if entry is None:
+                raise NotFound(f"no inbox entry for {root}")
+            if entry.state is InboxState.ACKED:
+                return False
+            acked = advance_inbox(entry, Acked(self._ctx.clock.now_ms()))
+            await self._ctx.store.write(
+                [
+                    PutRecord(INBOX, str(root), acked.to_value()),
+                    DeleteRecord(INBOX_ORDER, f"{entry.seq:016d}"),
+                ]
+            )
+            self._remember(root, acked)
+            return True
 
     # -- abandoned receptions -----------------------------------------------------------
 

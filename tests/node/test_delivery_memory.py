@@ -400,3 +400,26 @@ async def test_a_deadline_passed_during_downtime_fails_the_delivery_once(
         with trio.fail_after(60):
             again = await mesh.node(gov).handle(document).wait()
         assert again[qn.code].state is OutboxState.FAILED
+
+
+async def test_two_acknowledgements_at_once_count_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mesh = Mesh(seed=5)
+    gov = mesh.add_agency(GOV)
+    qn = mesh.add_agency(QUANG_NINH)
+    async with mesh.run():
+        document = await mesh.node(gov).create_document(
+            envelope(gov.code, qn.code), files(10), signer=gov.signers
+        )
+        await (await mesh.node(gov).send(document)).wait()
+        outcomes: list[bool] = []
+
+        async def ack() -> None:
+            outcomes.append(await mesh.node(qn).ack(document.root))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ack)
+            nursery.start_soon(ack)
+        assert sorted(outcomes) == [False, True]
+        assert await mesh.node(qn).ack(document.root) is False
