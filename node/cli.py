@@ -397,8 +397,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
 
             async def on_signal() -> None:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
+                wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                with trio.open_signal_receiver(*wanted) as signals:
+                    async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            daemon.reload()
+                            continue
                         daemon.stop()
                         return
 
@@ -797,7 +801,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="print the effective configuration")
     p.add_argument("--reference", action="store_true", help="print every key (Markdown)")
 
-    p = command("run", cmd_run, "run the node (until SIGINT or SIGTERM)")
+    p = command(
+        "run", cmd_run, "run the node (until SIGINT or SIGTERM; SIGHUP reloads peers and lists)"
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["text", "json"])
 

@@ -344,9 +344,18 @@ class Daemon:
             await trio.sleep(interval)
             self.refresh()
 
-    def refresh(self) -> None:
+    def reload(self) -> None:
+        """Re-read the configuration file's peers and every revocation list now, changed or
+        not (what SIGHUP does); nothing happens before the node has started."""
+        if self._trust is None:
+            return
+        log.info("reloading peers and revocation lists", extra={"event": "reload"})
+        self.refresh(force=True)
+
+    def refresh(self, *, force: bool = False) -> None:
         """Pick up new or changed revocation list files and peers added to the configuration
-        file (peers can be added or re-addressed, not removed, without a restart)."""
+        file (peers can be added or re-addressed, not removed, without a restart); with
+        ``force``, whether their files changed or not."""
         settings = self.settings
         assert self._trust is not None
         lists = [settings.resolve(p) for p in settings.trust.revocation_lists]
@@ -356,7 +365,7 @@ class Daemon:
                 mtime = path.stat().st_mtime
             except OSError:
                 continue
-            if self._seen_files.get(path) == mtime:
+            if self._seen_files.get(path) == mtime and not force:
                 continue
             self._seen_files[path] = mtime
             try:
@@ -372,7 +381,7 @@ class Daemon:
             mtime = settings.path.stat().st_mtime
         except OSError:
             return
-        if mtime == self._config_mtime:
+        if mtime == self._config_mtime and not force:
             return
         self._config_mtime = mtime
         try:

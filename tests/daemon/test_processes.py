@@ -156,3 +156,30 @@ def test_a_node_that_cannot_start_exits_2_naming_the_problem(tmp_path: Path) -> 
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("p2pdoc-node: configuration error: "), done.stderr
     assert "node-chain.pem" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sighup_reloads_the_peers_at_once(tmp_path: Path) -> None:
+    ports = free_ports(3)
+    cli("ca", "init", tmp_path / "ca", "--name", "Ban Cơ yếu (test)")
+    for i, code in enumerate((GOV, QUANG_NINH)):
+        cli(
+            "init", "--data", tmp_path / code, "--agency", code, "--name", code,
+            "--ca", tmp_path / "ca",
+            "--listen-port", ports[i], "--api-port", ports[2], "--signer-name", "Nguyễn Văn A",
+        )  # fmt: skip
+    other = json.loads(cli("info", "--data", tmp_path / QUANG_NINH, "--json").stdout)
+    daemon = Daemon(tmp_path / GOV)
+    try:
+        api = daemon.started()
+        assert api.get("/api/v1/peers").json() == []
+        cli(
+            "peer", "add", "--data", tmp_path / GOV, "--agency", QUANG_NINH,
+            "--peer", other["peer"], "--addr", f"/ip4/127.0.0.1/tcp/{ports[1]}",
+        )  # fmt: skip
+        daemon.process.send_signal(signal.SIGHUP)  # no waiting for the reload interval
+        daemon.log.expect('"event": "reload"')
+        peers = api.get("/api/v1/peers").json()
+        assert [(p["agency"], p["peer"]) for p in peers] == [(QUANG_NINH, other["peer"])]
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
