@@ -26,8 +26,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -219,17 +219,17 @@ class Mesh:
         faults and retry jitter all derive from the seed, and trio's scheduler (which shuffles
         tasks that wake together, on purpose) is seeded too.
         """
-        if self.transport == "memory":
-            _seed_trio_scheduler(self.seed)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for agency in self.agencies.values():
-                await self.start(agency)
-            try:
-                yield self
-            finally:
-                nursery.cancel_scope.cancel()
-                self._nursery = None
+        seeded = _seeded_trio_scheduler(self.seed) if self.transport == "memory" else nullcontext()
+        with seeded:  # around the nursery: its tasks end before the state is restored
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for agency in self.agencies.values():
+                    await self.start(agency)
+                try:
+                    yield self
+                finally:
+                    nursery.cancel_scope.cancel()
+                    self._nursery = None
 
     async def start(self, agency: Agency | AgencyCode | str) -> Node:
         """Start (or restart) an agency's node on its existing store."""
@@ -297,16 +297,25 @@ class Mesh:
         return await self.start(agency)
 
 
-def _seed_trio_scheduler(seed: int) -> None:
-    """Make trio's choice of which ready task runs first reproducible.
+@contextmanager
+def _seeded_trio_scheduler(seed: int) -> Iterator[None]:
+    """Make trio's choice of which ready task runs first reproducible, for the block.
 
     trio randomises the order of tasks that become ready together, to shake out ordering bugs,
     from a module-level ``random.Random`` that it otherwise exposes only to Hypothesis (which
     seeds it for the same reason). Seeding it makes a simulation with a given seed repeat
     exactly; with a trio that has no such generator, runs are reproducible only in
-    distribution.
+    distribution. The generator's state is restored afterwards, so that code running after
+    the simulation in the same process keeps trio's own shuffling.
     """
     scheduler_random = getattr(getattr(trio, "_core", None), "_run", None)
     generator = getattr(scheduler_random, "_r", None)
-    if isinstance(generator, random.Random):
-        generator.seed(f"p2pdoc-simulation:{seed}")
+    if not isinstance(generator, random.Random):
+        yield
+        return
+    state = generator.getstate()
+    generator.seed(f"p2pdoc-simulation:{seed}")
+    try:
+        yield
+    finally:
+        generator.setstate(state)

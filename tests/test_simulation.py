@@ -37,3 +37,16 @@ def test_same_seed_same_history_different_seed_different_history() -> None:
     assert run(4) == first
     assert run(5) != first
     assert all(history[-1][1] == "delivered" for _, history in first)
+
+
+async def test_a_simulation_leaves_trios_own_task_shuffling_as_it_found_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    generator = trio._core._run._r  # the generator trio shuffles ready tasks with
+    before = generator.getstate()
+    mesh = Mesh(seed=3)
+    mesh.add_agency("000.00.00.G22")
+    async with mesh.run():
+        await trio.sleep(1)
+        assert generator.getstate() != before  # seeded for the simulation
+    assert generator.getstate() == before
