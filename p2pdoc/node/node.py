@@ -111,10 +111,13 @@ class SendHandle:
         """
         sender = self._node._sender
         while True:
-            # Watch before looking, so that a change while the store is read is not missed;
-            # the store holds what finished before a restart (memory holds the unfinished).
+            # Watch before looking, so that a change while the store is read is not missed.
+            # Memory holds unfinished and recent entries; what finished before a restart is
+            # read from the store.
             changed = sender.changed(self.root)
-            entries = await sender.load_entries(self.root)
+            entries = sender.entries(self.root)
+            if any(r not in entries for r in self.recipients):
+                entries = await sender.load_entries(self.root)
             if all(
                 entries.get(r) is not None and entries[r].state.terminal for r in self.recipients
             ):
