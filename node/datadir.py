@@ -471,8 +471,9 @@ def read_backup_manifest(source: Path) -> dict[str, object]:
     try:
         value = json.loads((source / BACKUP_MANIFEST).read_text(encoding="utf-8"))
         files = value["files"]
-        assert isinstance(files, dict)
-    except (OSError, ValueError, LookupError, TypeError, AssertionError) as exc:
+        if not isinstance(files, dict):
+            raise TypeError("its file list is not a JSON object")
+    except (OSError, ValueError, LookupError, TypeError) as exc:
         raise ConfigError(str(source), f"not a p2pdoc-node backup: {exc}") from None
     for name, digest in files.items():
         path = source / name
