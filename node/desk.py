@@ -196,6 +196,21 @@ def _summary_state(states: Sequence[OutboxState]) -> str:
     return "pending"
 
 
+def _received_summary(item: InboxItem) -> Json:
+    """What the inbox lists of a received document (kept in the RECEIVED index)."""
+    envelope = item.envelope
+    return {
+        "root": str(item.root),
+        "document_id": str(envelope.document_id),
+        "subject": envelope.subject[:200],
+        "sender": str(envelope.sender.code),
+        "sender_name": envelope.sender.name,
+        "received_at": item.received_at,
+        "size": item.manifest.total_size,
+        "files": len(item.manifest.files),
+    }
+
+
 class Desk:
     """Document software's view of one node. See the module docstring.
 
@@ -370,17 +385,7 @@ class Desk:
         except NotFound:
             pass
         key = _order_key(item.received_at, item.root)
-        envelope = item.envelope
-        summary: Json = {
-            "root": root,
-            "document_id": str(envelope.document_id),
-            "subject": envelope.subject[:200],
-            "sender": str(envelope.sender.code),
-            "sender_name": envelope.sender.name,
-            "received_at": item.received_at,
-            "size": item.manifest.total_size,
-            "files": len(item.manifest.files),
-        }
+        summary = _received_summary(item)
         await self._store.write(
             [PutRecord(RECEIVED, key, summary), PutRecord(RECEIVED_BY_ROOT, root, key)]
         )
@@ -390,7 +395,7 @@ class Desk:
             self.metrics.document_bytes.labels("received").inc(item.manifest.total_size)
             self.activity.emit("document.received", **summary)
             log.info(
-                "received %s from %s", envelope.document_id, envelope.sender.code,
+                "received %s from %s", item.envelope.document_id, item.envelope.sender.code,
                 extra={"event": "received", "root": root},
             )  # fmt: skip
 
@@ -610,18 +615,7 @@ class Desk:
     # -- received documents -------------------------------------------------------------
 
     def _item_json(self, item: InboxItem, state: InboxState) -> Json:
-        envelope = item.envelope
-        return {
-            "root": str(item.root),
-            "document_id": str(envelope.document_id),
-            "subject": envelope.subject[:200],
-            "sender": str(envelope.sender.code),
-            "sender_name": envelope.sender.name,
-            "received_at": item.received_at,
-            "size": item.manifest.total_size,
-            "files": len(item.manifest.files),
-            "state": state.value,
-        }
+        return {**_received_summary(item), "state": state.value}
 
     async def incoming(
         self, *, state: str = "stored", after: str | None = None, limit: int = 50

@@ -44,6 +44,7 @@ from p2pdoc.model.ids import PeerId
 __all__ = [
     "MAX_PROTOCOL_LENGTH",
     "Network",
+    "SharedDials",
     "StreamGuards",
     "StreamHandler",
     "check_protocol",
@@ -263,3 +264,45 @@ async def run_handler(
             scopes.discard(scope)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+
+
+class SharedDials:
+    """One dial per peer at a time: callers that need a connection while one is being
+    dialled wait for it and share its outcome."""
+
+    def __init__(self) -> None:
+        self._pending: dict[PeerId, tuple[trio.Event, list[str]]] = {}
+
+    async def ensure(
+        self,
+        peer: PeerId,
+        connected: Callable[[], bool],
+        dial: Callable[[], Awaitable[str | None]],
+    ) -> None:
+        """Return once ``connected()`` holds, dialling with ``dial`` (None on success, else
+        why it failed) unless a dial to ``peer`` is under way already.
+
+        Raises:
+            PeerUnreachable: the dial this call made or waited for failed (its reason).
+        """
+        while not connected():
+            pending = self._pending.get(peer)
+            if pending is None:
+                break
+            done, errors = pending
+            await done.wait()
+            if errors:
+                raise PeerUnreachable(errors[0])
+        else:
+            return
+        done, errors = trio.Event(), []
+        self._pending[peer] = (done, errors)
+        try:
+            error = await dial()
+            if error is not None:
+                errors.append(error)
+        finally:
+            del self._pending[peer]
+            done.set()
+        if errors:
+            raise PeerUnreachable(errors[0])

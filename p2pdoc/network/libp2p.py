@@ -85,6 +85,7 @@ from p2pdoc.errors import ConfigError, InvalidValue, NetworkError, PeerUnreachab
 from p2pdoc.model.ids import PeerId
 from p2pdoc.network.base import (
     Network,
+    SharedDials,
     StreamGuards,
     StreamHandler,
     check_protocol,
@@ -471,14 +472,6 @@ class _Libp2pStream(StreamGuards, trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
 
-@dataclass(slots=True)
-class _Dial:
-    """An in-flight dial that concurrent callers for the same peer wait on."""
-
-    done: trio.Event
-    error: str | None = None
-
-
 class Libp2pNetwork(Network):
     """A libp2p host (TCP + Noise + Yamux) behind the :class:`Network` seam.
 
@@ -528,7 +521,7 @@ class Libp2pNetwork(Network):
         swarm.auto_connector = _NoAutoConnect(swarm, swarm.connection_config.auto_connect_interval)
         self._handlers: dict[str, StreamHandler] = {}
         self._addrs: dict[PeerId, list[str]] = {}
-        self._dials: dict[PeerId, _Dial] = {}
+        self._dials = SharedDials()
         self._handler_scopes: set[trio.CancelScope] = set()
         self._listen: list[str] = []
         self._running = False
@@ -615,24 +608,7 @@ class Libp2pNetwork(Network):
 
     async def _ensure_connected(self, peer: PeerId) -> None:
         """Connect to ``peer`` unless connected; one dial per peer at a time, shared."""
-        while not self._is_connected(peer):
-            pending = self._dials.get(peer)
-            if pending is None:
-                break
-            await pending.done.wait()
-            if pending.error is not None:
-                raise PeerUnreachable(pending.error)
-        else:
-            return
-        dial = _Dial(trio.Event())
-        self._dials[peer] = dial
-        try:
-            dial.error = await self._dial(peer)
-        finally:
-            del self._dials[peer]
-            dial.done.set()
-        if dial.error is not None:
-            raise PeerUnreachable(dial.error)
+        await self._dials.ensure(peer, lambda: self._is_connected(peer), lambda: self._dial(peer))
 
     async def _dial(self, peer: PeerId) -> str | None:
         """Try each known address once; None on success, else why every attempt failed."""

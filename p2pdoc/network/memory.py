@@ -74,6 +74,7 @@ from p2pdoc.errors import InvalidValue, NetworkError, PeerUnreachable
 from p2pdoc.model.ids import PeerId
 from p2pdoc.network.base import (
     Network,
+    SharedDials,
     StreamGuards,
     StreamHandler,
     check_protocol,
@@ -611,12 +612,6 @@ class _MemoryStream(StreamGuards, trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
 
-@dataclass(slots=True)
-class _Dial:
-    done: trio.Event
-    error: str | None = None
-
-
 class MemoryNetwork(Network):
     """A node's endpoint on a :class:`MemoryRouter`.
 
@@ -637,7 +632,7 @@ class MemoryNetwork(Network):
         self._addrs: dict[PeerId, list[str]] = {}
         self._conns: dict[PeerId, list[_Connection]] = {}
         self._replicas: set[_Connection] = set()  # replica paths to or from this node
-        self._dials: dict[PeerId, _Dial] = {}
+        self._dials = SharedDials()
         self._handler_scopes: set[trio.CancelScope] = set()
         self._nursery: trio.Nursery | None = None
         self._running = False
@@ -752,29 +747,13 @@ class MemoryNetwork(Network):
 
     async def _connect(self, peer: PeerId) -> _Connection:
         """The newest live connection to ``peer``; one dial per peer at a time, shared."""
-        while not (conns := self._conns.get(peer)):
-            pending = self._dials.get(peer)
-            if pending is None:
-                break
-            await pending.done.wait()
-            if pending.error is not None:
-                raise PeerUnreachable(pending.error)
-        else:
-            return conns[-1]
-        dial = _Dial(trio.Event())
-        self._dials[peer] = dial
-        try:
-            result = await self._dial(peer)
-            if isinstance(result, str):
-                dial.error = result
-        finally:
-            del self._dials[peer]
-            dial.done.set()
-        if isinstance(result, str):
-            raise PeerUnreachable(result)
-        return result
+        await self._dials.ensure(
+            peer, lambda: bool(self._conns.get(peer)), lambda: self._dial(peer)
+        )
+        return self._conns[peer][-1]  # no checkpoint since ensure() saw it or dial() made it
 
-    async def _dial(self, peer: PeerId) -> _Connection | str:
+    async def _dial(self, peer: PeerId) -> str | None:
+        """Open a connection to ``peer`` (None), or say why it cannot be reached."""
         router = self._router
         router.stats.dials += 1
         if not self._addrs.get(peer):
@@ -798,7 +777,7 @@ class MemoryNetwork(Network):
         remote._conns.setdefault(self._peer, []).append(conn)
         self._start(conn.pump, self._peer)
         remote._start(conn.pump, peer)
-        return conn
+        return None
 
     def _start(self, pump: _PumpFn, sender: PeerId) -> None:
         assert self._nursery is not None

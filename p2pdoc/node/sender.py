@@ -170,10 +170,14 @@ class Sender:
         ctx = self._ctx
         if envelope.sender.code != ctx.agency:
             raise InvalidValue(f"this node sends for {ctx.agency}, not {envelope.sender.code}")
-        check_files(envelope, files)
         sealing = ctx.trust.sealing_required(envelope) if seal is None else seal
+        in_memory = _in_memory(files, ctx.config.delivery.inline_limit)
+        if sealing or not in_memory:
+            # These files go to the store as they are read: refuse bad names first. (A small
+            # document's manifest is built, and checked, before anything is written.)
+            check_files(envelope, files)
         sealer = DocumentSealer(await self._recipient_keys(envelope)) if sealing else None
-        small = sealer is None and _in_memory(files, ctx.config.delivery.inline_limit)
+        small = sealer is None and in_memory
         if small:
             return await self._create(envelope, files, signer, sealer, small, draft="")
         draft = f"draft:{ctx.rng.getrandbits(64):016x}"
@@ -187,7 +191,7 @@ class Sender:
 
     async def _drop_draft(self, draft: str) -> None:
         try:
-            await self._ctx.store.write([Unpin(draft), DeleteRecord(DRAFTS, draft)])
+            await self._ctx.store.write(_released(draft))
         except P2pdocError as exc:  # the next start drops it
             log.warning("could not release draft %s: %s", draft, exc)
 
@@ -242,7 +246,7 @@ class Sender:
             pass
         else:
             if not small:
-                await ctx.store.write([Unpin(draft), DeleteRecord(DRAFTS, draft)])
+                await ctx.store.write(_released(draft))
             return Document(
                 manifest, manifest_bytes, record.signatures, blocks, manifest.total_size
             )
@@ -263,7 +267,7 @@ class Sender:
             PutDocument(record),
         ]
         if not small:
-            ops += [Unpin(draft), DeleteRecord(DRAFTS, draft)]
+            ops += _released(draft)
         await ctx.store.write(ops)
         document = Document(manifest, manifest_bytes, signatures, blocks, manifest.total_size)
         self._unsent[root] = True
@@ -364,7 +368,7 @@ class Sender:
         blocks of documents whose import a crash interrupted. Returns how many entries."""
         while drafts := await self._ctx.store.list_records(DRAFTS, limit=1000):
             for draft, _ in drafts:
-                await self._ctx.store.write([Unpin(draft), DeleteRecord(DRAFTS, draft)])
+                await self._ctx.store.write(_released(draft))
         count = 0
         after: str | None = None
         while True:
@@ -753,6 +757,12 @@ def _select_inline(
     if sum(len(data) for _, data in blocks) > limit:
         return []
     return blocks
+
+
+def _released(draft: str) -> list[WriteOp]:
+    """The writes that forget a draft: its pin (its blocks become garbage unless a document
+    keeps them) and its record."""
+    return [Unpin(draft), DeleteRecord(DRAFTS, draft)]
 
 
 def _in_memory(files: Sequence[FileSource], limit: int) -> bool:
